@@ -1,0 +1,268 @@
+"""The recommender core: what happens to each event, without Kafka.
+
+The worker's agents and the in-process tools call the same three steps, so a
+change here changes both:
+
+1. :meth:`Recommender.observe` updates the user's sequence and item
+   popularity and queues a training example (prefix to next item).
+2. :meth:`Recommender.recommend` scores a batch of users' current sequences
+   with the latest model snapshot and returns their top-K recommendations.
+3. :meth:`Recommender.learn` (on a worker thread) trains on queued examples and
+   hands back a new snapshot, which :meth:`Recommender.swap_scorer` installs.
+
+Scoring never learns: it only reads the snapshot. Shape letters: B batch,
+L sequence length, D width, N vocabulary rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from models.ranker import EVENT_TYPE_IDS, RankerConfig, SequentialRanker, pad_sequences
+from models.trainer import Example, LearnResult, OnlineTrainer, TrainerConfig
+from state.sequences import SequenceStore, UserSequence
+from state.vocabulary import EVENT_TYPE_WEIGHTS, ItemVocabulary, Popularity
+from streams.events import Event
+
+__all__ = ["Recommendation", "ScoredItem", "Recommender", "RecommenderConfig", "Observation"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecommenderConfig:
+    """How recommendations are made and how many examples may wait for training."""
+
+    top_k: int = 10
+    # Examples waiting for the trainer beyond this are dropped oldest first,
+    # so a trainer slower than the stream falls behind without using more memory.
+    max_pending_examples: int = 5_000
+    popularity_half_life_s: float = 6 * 3600.0
+    # The ranker serves only after this many optimizer steps; popular-now before.
+    min_model_version: int = 1
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    item_id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A ranked list published for a user after one of their events."""
+
+    user_id: str
+    items: list[ScoredItem]
+    model_version: int
+    source: str  # "ranker" or "popular"
+    event_id: str
+    event_ts: float
+    published_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "items": [{"item_id": item.item_id, "score": round(item.score, 6)} for item in self.items],
+            "model_version": self.model_version,
+            "source": self.source,
+            "event_id": self.event_id,
+            "ts": self.event_ts,
+            "published_at": self.published_at,
+        }
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The result of :meth:`Recommender.observe` for one event."""
+
+    event: Event
+    before: UserSequence
+    after: UserSequence
+    appended: bool
+
+
+@dataclass
+class _Stats:
+    n_events: int = 0
+    n_duplicates: int = 0
+    n_examples: int = 0
+    n_examples_dropped: int = 0
+    n_recommendations: int = 0
+    n_from_ranker: int = 0
+    last_learn: LearnResult | None = None
+    learn_ms_total: float = 0.0
+
+
+class Recommender:
+    """Sequences, vocabulary, popularity, the trainer and the serving snapshot.
+
+    ``observe`` and ``recommend`` run on the event loop; ``learn`` runs on one
+    worker thread at a time and touches only the trainer's own model.
+    """
+
+    def __init__(
+        self,
+        store: SequenceStore,
+        ranker_config: RankerConfig,
+        trainer_config: TrainerConfig,
+        config: RecommenderConfig | None = None,
+        vocabulary: ItemVocabulary | None = None,
+    ) -> None:
+        self.config = config or RecommenderConfig()
+        self.store = store
+        self.ranker_config = ranker_config
+        self.trainer_config = trainer_config
+        self.vocabulary = vocabulary or ItemVocabulary()
+        self.popularity = Popularity(self.config.popularity_half_life_s)
+        self.trainer = OnlineTrainer(SequentialRanker(ranker_config), trainer_config)
+        self.scorer = self.trainer.snapshot()
+        self.scorer_version = self.trainer.version
+        self.pending: deque[Example] = deque()
+        self.stats = _Stats()
+        self.learn_lock = threading.Lock()
+
+    def observe(self, event: Event) -> Observation:
+        """Add ``event`` to state and queue its training example.
+
+        Steps, in this order so the example's prefix never contains its own target:
+        1. append the event to the user's stored sequence (skipped for a redelivered event_id);
+        2. give the item a vocabulary row and count it in popularity;
+        3. queue the example "sequence before the event -> this item" when the
+           user had a sequence before.
+        """
+        before, after, appended = self.store.append(event)
+        self.stats.n_events += 1
+        if not appended:
+            self.stats.n_duplicates += 1
+            return Observation(event, before, after, appended=False)
+
+        target = self.vocabulary.add(event.item_id)
+        self.popularity.update(event.item_id, event.ts, EVENT_TYPE_WEIGHTS[event.type])
+
+        if len(before):
+            self._queue(Example(
+                item_seq=tuple(self.vocabulary.add(item) for item in before.items),
+                type_seq=tuple(EVENT_TYPE_IDS[t] for t in before.types),
+                target=target,
+            ))
+        return Observation(event, before, after, appended=True)
+
+    def recommend(self, observations: list[Observation], now: float | None = None) -> list[Recommendation]:
+        """Return each observed user's top K from the serving snapshot.
+
+        Users without history, and every user before the ranker has trained
+        ``min_model_version`` steps, get the popular-now list. Purchased items
+        are excluded in both cases.
+        """
+        now = time.time() if now is None else now
+        use_ranker = self.scorer_version >= self.config.min_model_version
+        ranked = [obs for obs in observations if use_ranker and len(obs.after)]
+        ranker_items = self._score_batch([obs.after for obs in ranked]) if ranked else []
+        by_id = {id(obs): items for obs, items in zip(ranked, ranker_items)}
+
+        out = []
+        for obs in observations:
+            items = by_id.get(id(obs))
+            source = "ranker" if items else "popular"
+            if not items:
+                top = self.popularity.top(self.config.top_k, exclude=obs.after.purchased)
+                items = [ScoredItem(item, score) for item, score in top]
+            out.append(Recommendation(
+                user_id=obs.event.user_id,
+                items=items,
+                model_version=self.scorer_version,
+                source=source,
+                event_id=obs.event.event_id,
+                event_ts=obs.event.ts,
+                published_at=now,
+            ))
+        self.stats.n_recommendations += len(out)
+        self.stats.n_from_ranker += len(ranked)
+        return out
+
+    def restore(self, model_state: dict[str, torch.Tensor], version: int) -> None:
+        """Replace the trainer and the serving snapshot with saved weights (no optimizer state)."""
+        model = SequentialRanker.from_state_dict(self.ranker_config, model_state)
+        with self.learn_lock:
+            self.trainer = OnlineTrainer(model, self.trainer_config)
+            self.trainer.version = version
+            self.scorer = self.trainer.snapshot()
+            self.scorer_version = version
+
+    def take_batch(self, max_size: int | None = None) -> list[Example]:
+        """Remove and return up to ``max_size`` (default: the trainer's batch size) queued examples."""
+        size = self.trainer_config.batch_size if max_size is None else max_size
+        batch = []
+        while self.pending and len(batch) < size:
+            batch.append(self.pending.popleft())
+        return batch
+
+    def learn(self, batch: list[Example], n_items: int) -> tuple[LearnResult, SequentialRanker]:
+        """Train one step on ``batch`` and return the result with a fresh serving snapshot.
+
+        Runs on a worker thread. ``n_items`` is the vocabulary size when the
+        batch was taken, so every row in it is below ``n_items``.
+        """
+        with self.learn_lock:
+            result = self.trainer.learn(batch, n_items)
+            snapshot = self.trainer.snapshot()
+        return result, snapshot
+
+    def swap_scorer(self, result: LearnResult, snapshot: SequentialRanker) -> None:
+        """Install a snapshot returned by :meth:`learn`; call it on the event loop."""
+        self.scorer = snapshot
+        self.scorer_version = self.trainer.version
+        self.stats.last_learn = result
+        self.stats.learn_ms_total += result.elapsed_ms
+
+    def _queue(self, example: Example) -> None:
+        self.pending.append(example)
+        self.stats.n_examples += 1
+        while len(self.pending) > self.config.max_pending_examples:
+            self.pending.popleft()
+            self.stats.n_examples_dropped += 1
+
+    @torch.no_grad()
+    def _score_batch(self, sequences: list[UserSequence]) -> list[list[ScoredItem]]:
+        model = self.scorer
+        n_rows = min(len(self.vocabulary), model.item_capacity)
+        max_len = self.ranker_config.max_seq_len
+        item_seqs, type_seqs = [], []
+        for seq in sequences:
+            rows = [self.vocabulary.add(item) for item in seq.items[-max_len:]]
+            # Items newer than the snapshot have no trained embedding yet: leave them out.
+            kept = [(row, EVENT_TYPE_IDS[t]) for row, t in zip(rows, seq.types[-max_len:]) if row < n_rows]
+            item_seqs.append([row for row, _ in kept])
+            type_seqs.append([type_id for _, type_id in kept])
+        log_seqs, type_tensor = pad_sequences(item_seqs, type_seqs, max_len)  # (B, L)
+        hidden = model.last_hidden(log_seqs, type_tensor)  # (B, D)
+        logits = model.logits(hidden)[:, :n_rows]  # (B, N)
+        logits[:, 0] = -torch.inf
+        for b, seq in enumerate(sequences):
+            for item in seq.purchased:
+                row = self.vocabulary.row(item)
+                if row is not None and row < n_rows:
+                    logits[b, row] = -torch.inf
+        k = min(self.config.top_k, n_rows - 1)
+        if k <= 0:
+            return [[] for _ in sequences]
+        scores, rows = torch.topk(logits, k, dim=1)  # (B, K)
+        out: list[list[ScoredItem]] = []
+        for b in range(len(sequences)):
+            if not item_seqs[b]:
+                out.append([])  # nothing the snapshot knows: the caller falls back to popular-now
+                continue
+            out.append([
+                ScoredItem(self.vocabulary.item_id(int(row)), float(score))
+                for score, row in zip(scores[b].tolist(), rows[b].tolist())
+                if score != -float("inf")
+            ])
+        return out

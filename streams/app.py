@@ -1,0 +1,296 @@
+"""The Faust application: topics, the sequences table, the agent and the trainer task.
+
+Per batch of events taken from the events topic, the agent runs, in order:
+
+1. validate each message; an invalid one goes to the DLQ with its reason and
+   source offset, and processing moves on;
+2. append each valid event to its user's sequence in the ``user_sequences``
+   table (RocksDB through rocksdict, changelogged to Kafka) and queue its
+   training example, event by event, so the table writes go to that event's
+   partition;
+3. score the batch's users in one forward pass of the serving snapshot;
+4. publish one recommendation per valid event, keyed by user id.
+
+Faust acknowledges the batch's offsets only after step 4, so a crash replays
+the batch: sequences skip the redelivered event ids, and recommendations are
+published at least once. Training runs beside the agent in a task that hands
+micro-batches to a worker thread, so torch never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from models.ranker import RankerConfig
+from models.recommender import Observation, Recommender, RecommenderConfig
+from models.trainer import TrainerConfig
+from state.checkpoints import load_latest, save_checkpoint
+from state.sequences import SequenceStore
+from state.vocabulary import ItemVocabulary
+from streams.config import Settings
+from streams.deadletter import dead_letter
+from streams.events import InvalidEvent, parse_event
+
+__all__ = ["Worker", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_BATCH = 256
+MAX_BATCH_WAIT_S = 0.05
+CHECKPOINT_INTERVAL_S = 60.0
+LOG_INTERVAL_S = 10.0
+
+
+@dataclass
+class Counters:
+    n_valid: int = 0
+    n_invalid: int = 0
+    n_published: int = 0
+    n_batches: int = 0
+    started_at: float = field(default_factory=time.time)
+    invalid_by_field: dict[str, int] = field(default_factory=dict)
+
+
+class Worker:
+    """One streamrank worker: the Faust app plus the recommender it drives."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ranker_config: RankerConfig | None = None,
+        trainer_config: TrainerConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ranker_config = ranker_config or RankerConfig()
+        self.trainer_config = trainer_config or TrainerConfig()
+        self.counters = Counters()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainer")
+        self.app = create_app(settings)
+        self.events_topic = self.app.topic(
+            settings.events_topic, key_type=bytes, value_type=bytes,
+            key_serializer="raw", value_serializer="raw", partitions=settings.partitions,
+        )
+        self.dlq_topic = self.app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
+        self.recommendations_topic = self.app.topic(
+            settings.recommendations_topic, key_serializer="raw", value_serializer="raw",
+        )
+        self.sequences = self.app.Table(
+            "user_sequences", default=None, partitions=settings.partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            options={"driver": "rocksdict"},
+        )
+        self.recommender = self._restore_recommender()
+        self._last_checkpoint = time.monotonic()
+        self._register()
+
+    def _restore_recommender(self) -> Recommender:
+        checkpoint = load_latest(self.settings.checkpoint_dir)
+        ranker_config, trainer_config = self.ranker_config, self.trainer_config
+        vocabulary = ItemVocabulary()
+        if checkpoint is not None:
+            ranker_config = RankerConfig.from_dict(checkpoint.ranker_config)
+            vocabulary = ItemVocabulary(checkpoint.items)
+        recommender = Recommender(
+            SequenceStore(self.sequences, ranker_config.max_seq_len),
+            ranker_config, trainer_config,
+            RecommenderConfig(top_k=self.settings.top_k), vocabulary,
+        )
+        if checkpoint is not None:
+            recommender.restore(checkpoint.model_state, checkpoint.version)
+            logger.info("restored checkpoint version=%d items=%d path=%s",
+                        checkpoint.version, len(vocabulary) - 1, checkpoint.path)
+        return recommender
+
+    def _register(self) -> None:
+        app = self.app
+        app.agent(self.events_topic, name="process_events")(self._process_events)
+        app.task(self._train_forever)
+        app.timer(LOG_INTERVAL_S)(self._log_progress)
+        app.page("/stats/")(self._stats_view())
+        app.page("/users/{user_id}/")(self._user_view())
+
+    async def _process_events(self, stream: faust.Stream) -> Any:
+        async for batch in stream.take_events(MAX_EVENTS_PER_BATCH, within=MAX_BATCH_WAIT_S):
+            observations: list[Observation] = []
+            for event in batch:
+                # Table writes find their partition through the current event.
+                stream._set_current_event(event)
+                observation = await self._observe(event)
+                if observation is not None:
+                    observations.append(observation)
+            if observations:
+                recommendations = self.recommender.recommend(observations)
+                for rec in recommendations:
+                    await self.recommendations_topic.send(
+                        key=rec.user_id.encode(), value=json.dumps(rec.to_dict()).encode(),
+                    )
+                self.counters.n_published += len(recommendations)
+            self.counters.n_batches += 1
+
+
+    async def _observe(self, event: faust.EventT) -> Observation | None:
+        message = event.message
+        try:
+            parsed = parse_event(event.value)
+            if message.key is not None and message.key != parsed.user_id.encode():
+                raise InvalidEvent(
+                    "key", message.key.decode("utf-8", "replace"),
+                    f"message key must be the user_id {parsed.user_id!r}, so that a user's events "
+                    "share a partition with their sequence",
+                )
+        except InvalidEvent as error:
+            await self._send_dead_letter(event, error)
+            return None
+        self.counters.n_valid += 1
+        return self.recommender.observe(parsed)
+
+    async def _send_dead_letter(self, event: faust.EventT, error: InvalidEvent) -> None:
+        message = event.message
+        self.counters.n_invalid += 1
+        by_field = self.counters.invalid_by_field
+        by_field[error.field] = by_field.get(error.field, 0) + 1
+        value = dead_letter(
+            event.value, error, topic=message.topic, partition=message.partition,
+            offset=message.offset, key=message.key, timestamp_ms=int(message.timestamp * 1000),
+        )
+        await self.dlq_topic.send(key=message.key, value=value)
+        if self.counters.n_invalid <= 10 or self.counters.n_invalid % 1000 == 0:
+            logger.warning("sent event to DLQ topic=%s partition=%d offset=%d n_invalid=%d: %s",
+                           message.topic, message.partition, message.offset, self.counters.n_invalid, error)
+
+    async def _train_forever(self) -> None:
+        """Train on micro-batches: a full batch, or what waited ``max_batch_wait_ms``."""
+        loop = asyncio.get_running_loop()
+        wait_s = self.trainer_config.max_batch_wait_ms / 1000
+        oldest_wait_started: float | None = None
+        while True:
+            pending = len(self.recommender.pending)
+            if pending == 0:
+                oldest_wait_started = None
+                await asyncio.sleep(wait_s / 4)
+                continue
+            if oldest_wait_started is None:
+                oldest_wait_started = time.monotonic()
+            full = pending >= self.trainer_config.batch_size
+            if not full and time.monotonic() - oldest_wait_started < wait_s:
+                await asyncio.sleep(wait_s / 4)
+                continue
+            batch = self.recommender.take_batch()
+            n_items = len(self.recommender.vocabulary)
+            result, snapshot = await loop.run_in_executor(self.executor, self.recommender.learn, batch, n_items)
+            self.recommender.swap_scorer(result, snapshot)
+            oldest_wait_started = None
+            if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                await loop.run_in_executor(self.executor, self.save_checkpoint)
+
+    def save_checkpoint(self) -> None:
+        """Write a checkpoint of the trainer's model and the vocabulary (worker thread)."""
+        recommender = self.recommender
+        with recommender.learn_lock:
+            path = save_checkpoint(
+                self.settings.checkpoint_dir,
+                version=recommender.trainer.version,
+                model=recommender.trainer.model,
+                ranker_config=recommender.ranker_config.to_dict(),
+                trainer_config=recommender.trainer_config.to_dict(),
+                items=recommender.vocabulary.items,
+                seed=recommender.ranker_config.seed,
+            )
+        self._last_checkpoint = time.monotonic()
+        logger.info("saved checkpoint version=%d path=%s", recommender.trainer.version, path)
+
+    async def _log_progress(self) -> None:
+        stats = self.stats()
+        logger.info(
+            "progress events=%d invalid=%d published=%d events_per_s=%.1f model_version=%d "
+            "loss=%s pending_examples=%d",
+            stats["events_valid"], stats["events_invalid"], stats["recommendations_published"],
+            stats["events_per_s"], stats["model_version"], stats["last_loss"], stats["pending_examples"],
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this worker since it started, for logs and the /stats/ page."""
+        counters, rec = self.counters, self.recommender
+        elapsed = max(time.time() - counters.started_at, 1e-9)
+        last = rec.stats.last_learn
+        recovery = self.app.tables.recovery
+        return {
+            # True once partitions are assigned and tables recovered from their changelogs.
+            "ready": bool(recovery.completed.is_set() and not self.app.rebalancing and not recovery.in_recovery),
+            "events_valid": counters.n_valid,
+            "events_invalid": counters.n_invalid,
+            "invalid_by_field": dict(counters.invalid_by_field),
+            "events_duplicate": rec.stats.n_duplicates,
+            "recommendations_published": counters.n_published,
+            "recommendations_from_ranker": rec.stats.n_from_ranker,
+            "events_per_s": (counters.n_valid + counters.n_invalid) / elapsed,
+            "model_version": rec.scorer_version,
+            "items": len(rec.vocabulary) - 1,
+            "examples_queued": rec.stats.n_examples,
+            "examples_dropped": rec.stats.n_examples_dropped,
+            "pending_examples": len(rec.pending),
+            "last_loss": None if last is None else round(last.loss, 4),
+            "uptime_s": elapsed,
+        }
+
+    def _stats_view(self) -> type[View]:
+        worker = self
+
+        class StatsView(View):
+            async def get(self, request: Request) -> Response:
+                return self.json(worker.stats())
+
+        return StatsView
+
+    def _user_view(self) -> type[View]:
+        worker = self
+
+        class UserView(View):
+            async def get(self, request: Request, user_id: str) -> Response:
+                data = worker.sequences.get(user_id)
+                if data is None:
+                    return self.json({"error": f"user {user_id!r} not found on this worker"}, status=404)
+                return self.json({"user_id": user_id, **data})
+
+        return UserView
+
+    def run(self, loglevel: str = "info") -> None:
+        """Run the worker until interrupted; saves a checkpoint when it stops."""
+        from faust.worker import Worker as FaustWorker
+
+        @self.app.on_before_shutdown.connect
+        async def _checkpoint_on_shutdown(app: faust.App, **kwargs: Any) -> None:
+            if self.recommender.trainer.version > 0:
+                self.save_checkpoint()
+
+        FaustWorker(self.app, loglevel=loglevel).execute_from_commandline()
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the Faust app from ``settings``; topics and tables are added by :class:`Worker`."""
+    settings.table_dir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store="rocksdb://",
+        datadir=str(settings.table_dir.resolve()),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        producer_linger_ms=5,
+        broker_commit_interval=1.0,
+        table_cleanup_interval=300.0,
+    )
