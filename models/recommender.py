@@ -165,7 +165,7 @@ class Recommender:
         now = time.time() if now is None else now
         use_ranker = self.scorer_version >= self.config.min_model_version
         ranked = [obs for obs in observations if use_ranker and len(obs.after)]
-        ranker_items = self._score_batch([obs.after for obs in ranked]) if ranked else []
+        ranker_items = self.rank([obs.after for obs in ranked]) if ranked else []
         by_id = {id(obs): items for obs, items in zip(ranked, ranker_items)}
 
         out = []
@@ -231,7 +231,20 @@ class Recommender:
             self.stats.n_examples_dropped += 1
 
     @torch.no_grad()
-    def _score_batch(self, sequences: list[UserSequence]) -> list[list[ScoredItem]]:
+    def rank(
+        self,
+        sequences: list[UserSequence],
+        k: int | None = None,
+        exclude: list[set[str]] | None = None,
+    ) -> list[list[ScoredItem]]:
+        """Return the serving snapshot's top ``k`` items for each sequence, best first.
+
+        Excluded per user: their purchases, and ``exclude[b]`` when given (the
+        evaluation harness passes seen items there). A sequence with no item
+        the snapshot knows gets an empty list, and the caller falls back to
+        popular-now. Scoring only reads the snapshot: it never learns.
+        """
+        k = self.config.top_k if k is None else k
         model = self.scorer
         n_rows = min(len(self.vocabulary), model.item_capacity)
         max_len = self.ranker_config.max_seq_len
@@ -247,18 +260,21 @@ class Recommender:
         logits = model.logits(hidden)[:, :n_rows]  # (B, N)
         logits[:, 0] = -torch.inf
         for b, seq in enumerate(sequences):
-            for item in seq.purchased:
+            excluded = set(seq.purchased)
+            if exclude is not None:
+                excluded |= exclude[b]
+            for item in excluded:
                 row = self.vocabulary.row(item)
                 if row is not None and row < n_rows:
                     logits[b, row] = -torch.inf
-        k = min(self.config.top_k, n_rows - 1)
+        k = min(k, n_rows - 1)
         if k <= 0:
             return [[] for _ in sequences]
         scores, rows = torch.topk(logits, k, dim=1)  # (B, K)
         out: list[list[ScoredItem]] = []
         for b in range(len(sequences)):
             if not item_seqs[b]:
-                out.append([])  # nothing the snapshot knows: the caller falls back to popular-now
+                out.append([])
                 continue
             out.append([
                 ScoredItem(self.vocabulary.item_id(int(row)), float(score))
