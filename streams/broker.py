@@ -22,7 +22,7 @@ from pathlib import Path
 
 from streams.config import Settings
 
-__all__ = ["BrokerError", "BrokerStatus", "ensure_jars", "start", "stop", "status"]
+__all__ = ["BrokerError", "BrokerStatus", "ensure_jars", "reachable", "start", "stop", "status"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +160,11 @@ def status(settings: Settings) -> BrokerStatus:
         pid = None
     running = pid is not None and _port_open(settings.kafka_port)
     return BrokerStatus(running, pid, f"127.0.0.1:{settings.kafka_port}", _log_path(settings))
+
+
+def reachable(settings: Settings) -> bool:
+    """Return True when a broker, started here or not, answers on ``settings.kafka_port``."""
+    return _metadata_ready(settings.kafka_port)
 
 
 def _format_storage(classpath: str, properties: Path) -> None:

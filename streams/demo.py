@@ -114,7 +114,7 @@ def _ensure_broker(settings: Settings) -> bool:
     """Start the local broker when the settings point at it and it is down; return True if started."""
     if settings.bootstrap_list != [f"127.0.0.1:{settings.kafka_port}"]:
         return False
-    if broker.status(settings).running:
+    if broker.status(settings).running or broker.reachable(settings):
         return False
     print("starting the local Kafka broker (first run fetches its jars with Maven)...")
     status = broker.start(settings)
@@ -309,12 +309,12 @@ def _summarize(
 def _print_summary(summary: dict[str, Any], path: Path) -> None:
     print()
     print("demo summary")
-    print(f"  events sent               {summary['events_sent']:,} in {summary['elapsed_s']} s "
+    print(f"  events sent:         {summary['events_sent']:,} in {summary['elapsed_s']} s "
           f"({summary['events_per_s']:,} processed/s)")
-    print(f"  recommendations           {summary['recommendations']:,} "
+    print(f"  recommendations:     {summary['recommendations']:,} "
           f"({summary['recommendations_from_ranker']:,} from the ranker, final model v{summary['final_model_version']})")
-    print(f"  users with a recommendation {summary['users_with_recommendation']:,} of {summary['users_with_events']:,}")
-    print(f"  invalid messages injected {summary['invalid_injected']}, in the DLQ {summary['dead_letters']}")
+    print(f"  users recommended:   {summary['users_with_recommendation']:,} of {summary['users_with_events']:,}")
+    print(f"  invalid messages:    {summary['invalid_injected']} injected, {summary['dead_letters']} in the DLQ")
     for error in summary["dead_letter_errors"][:10]:
         print(f"    - {error}")
     if summary["users_without_recommendation"]:

@@ -34,6 +34,7 @@ MAX_ID_LENGTH = 256
 MIN_TS_S = 0.0
 MAX_TS_S = 4_102_444_800.0
 MAX_VALUE = 1e12
+_MISSING = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
 _FIELDS = ("event_id", "user_id", "item_id", "type", "ts", "value", "category")
 _REQUIRED = ("event_id", "user_id", "item_id", "type", "ts")
 
@@ -49,7 +50,10 @@ class InvalidEvent(ValueError):
         self.field = field
         self.value = _shorten(value)
         self.reason = reason
-        super().__init__(f"invalid event: field {field!r}, value {self.value}: {reason}")
+        if value is _MISSING:
+            super().__init__(f"invalid event: required field {field!r} is missing")
+        else:
+            super().__init__(f"invalid event: field {field!r}, value {self.value}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +95,8 @@ def parse_event(raw: bytes | str) -> Event:
     """Decode one message value and validate it.
 
     Raises :class:`InvalidEvent` for bytes that are not UTF-8 JSON, for JSON
-    that is not an object, and for every schema violation. ``NaN`` and
-    ``Infinity`` literals are rejected at decode time.
+    that is not an object, and for every schema violation, non-finite numbers
+    (``NaN``, ``Infinity``) included.
 
     >>> parse_event(b'{"event_id":"e1","user_id":7,"item_id":"i9","type":"view","ts":1.5}').user_id
     '7'
@@ -105,9 +109,9 @@ def parse_event(raw: bytes | str) -> Event:
     else:
         text = raw
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except _NonFinite as exc:
-        raise InvalidEvent("$", text, f"non-finite number {exc.args[0]} is not valid JSON") from exc
+        # NaN and Infinity literals decode to floats here, so that the field
+        # check below rejects them naming the field.
+        obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidEvent("$", text, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
     return validate_event(obj)
@@ -119,7 +123,7 @@ def validate_event(obj: Any) -> Event:
         raise InvalidEvent("$", obj, f"expected a JSON object, got {_json_type(obj)}")
     for name in _REQUIRED:
         if name not in obj:
-            raise InvalidEvent(name, None, "required field is missing")
+            raise InvalidEvent(name, _MISSING, "required field is missing")
     unknown = sorted(set(obj) - set(_FIELDS))
     if unknown:
         raise InvalidEvent(unknown[0], obj[unknown[0]], f"unknown field (allowed: {', '.join(_FIELDS)})")
@@ -151,14 +155,6 @@ def validate_event(obj: Any) -> Event:
         value=value,
         category=category,
     )
-
-
-class _NonFinite(ValueError):
-    pass
-
-
-def _reject_constant(name: str) -> Any:
-    raise _NonFinite(name)
 
 
 def _identifier(obj: dict[str, Any], name: str, allow_int: bool = True) -> str:
