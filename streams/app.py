@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import torch
 from faust.web import Request, Response, View
 
 from models.ranker import RankerConfig
@@ -69,6 +70,10 @@ class Worker:
         ranker_config: RankerConfig | None = None,
         trainer_config: TrainerConfig | None = None,
     ) -> None:
+        # One intra-op thread: scoring on the event loop and training on the
+        # trainer thread already keep two cores busy, and more threads per op
+        # made a training step several times slower on a 2-core machine.
+        torch.set_num_threads(1)
         self.settings = settings
         self.ranker_config = ranker_config or RankerConfig()
         self.trainer_config = trainer_config or TrainerConfig()
