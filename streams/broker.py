@@ -44,6 +44,8 @@ class BrokerStatus:
     log_path: Path
 
     def describe(self) -> str:
+        if self.running and self.pid is None:
+            return f"running: a broker started elsewhere listens on {self.address}"
         if self.running:
             return f"running: pid {self.pid}, listening on {self.address}, log {self.log_path}"
         if self.pid is not None:
@@ -93,6 +95,10 @@ def start(settings: Settings) -> BrokerStatus:
         return current
     if current.pid is not None:
         stop(settings)
+    if _metadata_ready(settings.kafka_port):
+        logger.warning("a Kafka broker started elsewhere already listens on port %d: using it",
+                       settings.kafka_port)
+        return BrokerStatus(True, None, f"127.0.0.1:{settings.kafka_port}", _log_path(settings))
     if _port_open(settings.kafka_port):
         raise BrokerError(
             f"port {settings.kafka_port} on 127.0.0.1 is taken by another process: stop it "
