@@ -35,4 +35,6 @@ echo "installing streamrank and its dependencies (torch is large: the first inst
 
 echo "fetching the Kafka broker jars"
 .venv/bin/python -c 'from streams.broker import ensure_jars; from streams.config import Settings; print(ensure_jars(Settings.from_env()))'
+echo "installing Chromium for the browser tests"
+./deploy/install-chromium.sh || echo "warning: Chromium could not be installed; the browser tests will skip" >&2
 echo "installed: run .venv/bin/streamrank --help"

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from models.explain import POPULAR_NOW, CoVisitation, Reason, explain
 from models.ranker import EVENT_TYPE_IDS, RankerConfig, SequentialRanker, pad_sequences
 from models.trainer import Example, LearnResult, OnlineTrainer, TrainerConfig
 from state.sequences import SequenceStore, UserSequence
@@ -47,12 +48,17 @@ class RecommenderConfig:
     popularity_half_life_s: float = 6 * 3600.0
     # The ranker serves only after this many optimizer steps; popular-now before.
     min_model_version: int = 1
+    # Attach a reason to each recommended item. Ranker reasons cost one extra
+    # forward pass of (max_occluded_items + 1) sequences per user.
+    explain_reasons: bool = True
+    max_occluded_items: int = 5
 
 
 @dataclass(frozen=True)
 class ScoredItem:
     item_id: str
     score: float
+    reason: Reason | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,14 @@ class Recommendation:
     def to_dict(self) -> dict[str, Any]:
         return {
             "user_id": self.user_id,
-            "items": [{"item_id": item.item_id, "score": round(item.score, 6)} for item in self.items],
+            "items": [
+                {
+                    "item_id": item.item_id,
+                    "score": round(item.score, 6),
+                    "reason": None if item.reason is None else item.reason.to_dict(),
+                }
+                for item in self.items
+            ],
             "model_version": self.model_version,
             "source": self.source,
             "event_id": self.event_id,
@@ -97,6 +110,7 @@ class _Stats:
     n_examples_dropped: int = 0
     n_recommendations: int = 0
     n_from_ranker: int = 0
+    n_trained: int = 0
     last_learn: LearnResult | None = None
     learn_ms_total: float = 0.0
 
@@ -122,6 +136,7 @@ class Recommender:
         self.trainer_config = trainer_config
         self.vocabulary = vocabulary or ItemVocabulary()
         self.popularity = Popularity(self.config.popularity_half_life_s)
+        self.covisitation = CoVisitation()
         self.trainer = OnlineTrainer(SequentialRanker(ranker_config), trainer_config)
         self.scorer = self.trainer.snapshot()
         self.scorer_version = self.trainer.version
@@ -146,6 +161,10 @@ class Recommender:
 
         target = self.vocabulary.add(event.item_id)
         self.popularity.update(event.item_id, event.ts, EVENT_TYPE_WEIGHTS[event.type])
+        if event.type == "purchase":
+            previous = next((item for item in reversed(before.items) if item != event.item_id), None)
+            if previous is not None:
+                self.covisitation.update(previous, event.item_id)
 
         if len(before):
             self._queue(Example(
@@ -168,13 +187,17 @@ class Recommender:
         ranker_items = self.rank([obs.after for obs in ranked]) if ranked else []
         by_id = {id(obs): items for obs, items in zip(ranked, ranker_items)}
 
+        popular_now = {item for item, _ in self.popularity.top(self.config.top_k)}
         out = []
         for obs in observations:
             items = by_id.get(id(obs))
             source = "ranker" if items else "popular"
+            if items and self.config.explain_reasons:
+                items = self._with_reasons(obs, items, popular_now)
             if not items:
                 top = self.popularity.top(self.config.top_k, exclude=obs.after.purchased)
-                items = [ScoredItem(item, score) for item, score in top]
+                reason = POPULAR_NOW if self.config.explain_reasons else None
+                items = [ScoredItem(item, score, reason) for item, score in top]
             out.append(Recommendation(
                 user_id=obs.event.user_id,
                 items=items,
@@ -187,6 +210,14 @@ class Recommender:
         self.stats.n_recommendations += len(out)
         self.stats.n_from_ranker += len(ranked)
         return out
+
+    def _with_reasons(self, obs: Observation, items: list[ScoredItem], popular_now: set[str]) -> list[ScoredItem]:
+        reasons = explain(
+            self.scorer, self.vocabulary, obs.after.items, obs.after.types, [item.item_id for item in items],
+            covisitation=self.covisitation, popular_items=popular_now,
+            max_occluded_items=self.config.max_occluded_items,
+        )
+        return [ScoredItem(item.item_id, item.score, reason) for item, reason in zip(items, reasons)]
 
     def restore(self, model_state: dict[str, torch.Tensor], version: int) -> None:
         """Replace the trainer and the serving snapshot with saved weights (no optimizer state)."""
@@ -221,6 +252,7 @@ class Recommender:
         self.scorer = snapshot
         self.scorer_version = self.trainer.version
         self.stats.last_learn = result
+        self.stats.n_trained += result.n_examples
         self.stats.learn_ms_total += result.elapsed_ms
 
     def _queue(self, example: Example) -> None:

@@ -108,6 +108,11 @@ class Popularity:
         self._scaled[item_id] = self._scaled.get(item_id, 0.0) + weight * 2.0**exponent
         self._updates_since_top += 1
 
+    @property
+    def latest_ts(self) -> float | None:
+        """The latest event time seen, or None before the first update."""
+        return None if self._ref_ts is None else self._now_ts
+
     def score(self, item_id: str) -> float:
         """Popularity of ``item_id`` as of the latest event time seen."""
         return self._scaled.get(item_id, 0.0) * self._decay_factor()

@@ -31,6 +31,7 @@ import faust
 import torch
 from faust.web import Request, Response, View
 
+from models.drift import DriftAlarm, InputDriftMonitor, QualityDriftMonitor
 from models.ranker import RankerConfig
 from models.recommender import Observation, Recommender, RecommenderConfig
 from models.trainer import TrainerConfig
@@ -40,6 +41,9 @@ from state.vocabulary import ItemVocabulary
 from streams.config import Settings
 from streams.deadletter import dead_letter
 from streams.events import InvalidEvent, parse_event
+from streams import monitoring
+from streams.monitoring import LatencyRecorder
+from streams.telemetry import LiveQuality, Timeline
 
 __all__ = ["Worker", "create_app"]
 
@@ -49,6 +53,9 @@ MAX_EVENTS_PER_BATCH = 256
 MAX_BATCH_WAIT_S = 0.05
 CHECKPOINT_INTERVAL_S = 60.0
 LOG_INTERVAL_S = 10.0
+TIMELINE_INTERVAL_S = 1.0
+MAX_ALARMS_KEPT = 1_000
+METRICS_INTERVAL_S = 10.0
 
 
 @dataclass
@@ -93,8 +100,18 @@ class Worker:
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
             options={"driver": "rocksdict"},
         )
+        self.metrics_topic = self.app.topic(settings.metrics_topic, key_serializer="raw", value_serializer="raw")
+        self.drift_topic = self.app.topic(settings.drift_topic, key_serializer="raw", value_serializer="raw")
+        self.quality_drift = QualityDriftMonitor()
+        self.input_drift = InputDriftMonitor()
         self.recommender = self._restore_recommender()
+        self.quality = LiveQuality(k=self.settings.top_k)
+        self.latency = LatencyRecorder()
+        self._timeline = Timeline()
+        self._alarms: list[dict[str, Any]] = []
+        self.consumer_lag: int | None = None
         self._last_checkpoint = time.monotonic()
+        self._model_updated_at = time.time()
         self._register()
 
     def _restore_recommender(self) -> Recommender:
@@ -120,24 +137,30 @@ class Worker:
         app.agent(self.events_topic, name="process_events")(self._process_events)
         app.task(self._train_forever)
         app.timer(LOG_INTERVAL_S)(self._log_progress)
+        app.timer(TIMELINE_INTERVAL_S)(self._sample_timeline)
+        app.timer(METRICS_INTERVAL_S)(self._publish_metrics)
         app.page("/stats/")(self._stats_view())
+        monitoring.register(app, self, self.latency)
         app.page("/users/{user_id}/")(self._user_view())
 
     async def _process_events(self, stream: faust.Stream) -> Any:
         async for batch in stream.take_events(MAX_EVENTS_PER_BATCH, within=MAX_BATCH_WAIT_S):
             observations: list[Observation] = []
+            arrivals: list[float] = []
             for event in batch:
                 # Table writes find their partition through the current event.
                 stream._set_current_event(event)
                 observation = await self._observe(event)
                 if observation is not None:
                     observations.append(observation)
+                    arrivals.append(event.message.timestamp)
             if observations:
                 recommendations = self.recommender.recommend(observations)
-                for rec in recommendations:
-                    await self.recommendations_topic.send(
-                        key=rec.user_id.encode(), value=json.dumps(rec.to_dict()).encode(),
-                    )
+                for rec, arrival in zip(recommendations, arrivals):
+                    value = rec.to_dict()
+                    await self.recommendations_topic.send(key=rec.user_id.encode(), value=json.dumps(value).encode())
+                    self.quality.remember(rec.user_id, [item.item_id for item in rec.items], value)
+                    self.latency.observe(max(rec.published_at - arrival, 0.0))
                 self.counters.n_published += len(recommendations)
             self.counters.n_batches += 1
 
@@ -156,7 +179,27 @@ class Worker:
             await self._send_dead_letter(event, error)
             return None
         self.counters.n_valid += 1
-        return self.recommender.observe(parsed)
+        # Test, then train: the list published before this event meets its item first.
+        score = self.quality.score(parsed.user_id, parsed.item_id)
+        alarms = [] if score is None else self.quality_drift.update_rank(score.reciprocal_rank, parsed.ts)
+        new_item = parsed.item_id not in self.recommender.vocabulary
+        observation = self.recommender.observe(parsed)
+        if observation.appended:
+            alarms += self.input_drift.update(parsed, new_user=len(observation.before) == 0, new_item=new_item)
+        await self._publish_drift(alarms)
+        return observation
+
+    async def _publish_drift(self, alarms: list[DriftAlarm]) -> None:
+        """Log, keep and publish drift alarms, with the model version that was serving."""
+        for alarm in alarms:
+            record = {**alarm.to_dict(), "model_version": self.recommender.scorer_version, "worker": self.app.conf.id}
+            self._alarms.append(record)
+            del self._alarms[:-MAX_ALARMS_KEPT]
+            await self.drift_topic.send(key=alarm.signal.encode(), value=json.dumps(record).encode())
+            logger.warning(
+                "drift detected signal=%s detector=%s value=%.4g threshold=%.4g n_seen=%d model_version=%d",
+                alarm.signal, alarm.detector, alarm.value, alarm.threshold, alarm.n_seen, record["model_version"],
+            )
 
     async def _send_dead_letter(self, event: faust.EventT, error: InvalidEvent) -> None:
         message = event.message
@@ -193,6 +236,9 @@ class Worker:
             n_items = len(self.recommender.vocabulary)
             result, snapshot = await loop.run_in_executor(self.executor, self.recommender.learn, batch, n_items)
             self.recommender.swap_scorer(result, snapshot)
+            self._model_updated_at = time.time()
+            latest_ts = self.recommender.popularity.latest_ts or 0.0
+            await self._publish_drift(self.quality_drift.update_loss(result.loss, latest_ts))
             oldest_wait_started = None
             if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
                 await loop.run_in_executor(self.executor, self.save_checkpoint)
@@ -212,6 +258,44 @@ class Worker:
             )
         self._last_checkpoint = time.monotonic()
         logger.info("saved checkpoint version=%d path=%s", recommender.trainer.version, path)
+
+    async def _sample_timeline(self) -> None:
+        last = self.recommender.stats.last_learn
+        quantiles = self.latency.quantiles()
+        self._timeline.add(self.counters.n_valid + self.counters.n_invalid, {
+            "event_ts": self.recommender.popularity.latest_ts,
+            "latency_ms_p50": None if quantiles.p50_s is None else quantiles.p50_s * 1000,
+            "latency_ms_p95": None if quantiles.p95_s is None else quantiles.p95_s * 1000,
+            "loss": None if last is None else last.loss,
+            "model_version": self.recommender.scorer_version,
+            **self.quality.summary(),
+        })
+
+    async def _publish_metrics(self) -> None:
+        """Measure consumer lag and publish the rolling quality window to the metrics topic."""
+        self.consumer_lag = await self._measure_lag()
+        window = {
+            "worker": self.app.conf.id,
+            "published_at": time.time(),
+            "event_ts": self.recommender.popularity.latest_ts,
+            "model_version": self.recommender.scorer_version,
+            "events_scored": self.quality.n_scored,
+            **self.quality.summary(),
+        }
+        await self.metrics_topic.send(key=self.app.conf.id.encode(), value=json.dumps(window).encode())
+
+    async def _measure_lag(self) -> int | None:
+        consumer = self.app.consumer
+        try:
+            assigned = [tp for tp in consumer.assignment() if tp.topic == self.settings.events_topic]
+            lag = 0
+            for tp in assigned:
+                position = await consumer.position(tp)
+                lag += max(consumer.highwater(tp) - (position or 0), 0)
+        except (KeyError, AttributeError, AssertionError, RuntimeError) as exc:
+            logger.debug("consumer lag unavailable: %r", exc)
+            return None
+        return lag
 
     async def _log_progress(self) -> None:
         stats = self.stats()
@@ -244,8 +328,26 @@ class Worker:
             "examples_dropped": rec.stats.n_examples_dropped,
             "pending_examples": len(rec.pending),
             "last_loss": None if last is None else round(last.loss, 4),
+            "examples_trained": rec.stats.n_trained,
+            "examples_per_s": rec.stats.n_trained / elapsed,
+            "model_age_s": time.time() - self._model_updated_at,
+            "consumer_lag": self.consumer_lag,
+            "drift_alarms": len(self._alarms),
+            **self.quality.summary(),
             "uptime_s": elapsed,
         }
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """Points over wall time for the monitoring page, oldest first."""
+        return self._timeline.points()
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """Drift alarms raised by this worker, newest last."""
+        return list(self._alarms)
+
+    def recommendation(self, user_id: str) -> dict[str, Any] | None:
+        """The latest recommendation this worker published for ``user_id``."""
+        return self.quality.recommendation(user_id)
 
     def _stats_view(self) -> type[View]:
         worker = self

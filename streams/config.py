@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings", "ConfigError"]
+__all__ = ["Settings", "ConfigError", "TOPIC_FIELDS"]
+
+TOPIC_FIELDS = ("events_topic", "dlq_topic", "recommendations_topic", "metrics_topic", "drift_topic", "models_topic")
 
 
 class ConfigError(ValueError):
@@ -31,11 +33,12 @@ class Settings:
     # STREAMRANK_APP_ID: Faust application id, which is also the consumer group
     # and the prefix of the changelog topics.
     app_id: str = "streamrank"
-    # STREAMRANK_EVENTS_TOPIC and the four below: topic names.
+    # STREAMRANK_EVENTS_TOPIC and the five below: topic names.
     events_topic: str = "streamrank.events"
     dlq_topic: str = "streamrank.events.dlq"
     recommendations_topic: str = "streamrank.recommendations"
     metrics_topic: str = "streamrank.metrics"
+    drift_topic: str = "streamrank.drift"
     models_topic: str = "streamrank.models"
     # STREAMRANK_PARTITIONS: partitions of the events topic; tables follow it.
     partitions: int = 4
@@ -66,6 +69,22 @@ class Settings:
         """Return a copy with ``changes`` applied, ignoring those that are None."""
         changes = {key: value for key, value in changes.items() if value is not None}
         return dataclasses.replace(self, **changes).validated()
+
+    def isolated(self, run_id: str, data_dir: Path) -> Settings:
+        """Return settings whose app id, topics and data folder belong to ``run_id`` alone.
+
+        The demo and the integration tests use it so that runs on one broker
+        never read each other's messages.
+        """
+        return self.replace(
+            app_id=run_id,
+            data_dir=data_dir,
+            **{name: f"{run_id}.{getattr(self, name).removeprefix('streamrank.')}" for name in TOPIC_FIELDS},
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """Return the ``STREAMRANK_*`` variables that recreate these settings in a child process."""
+        return {"STREAMRANK_" + field.name.upper(): str(getattr(self, field.name)) for field in dataclasses.fields(self)}
 
     def validated(self) -> Settings:
         if self.partitions < 1:

@@ -79,15 +79,7 @@ def run_demo(settings: Settings, events: list[Event], options: DemoOptions) -> i
     injected invalid message reached the DLQ.
     """
     run_id = time.strftime("streamrank-demo-%Y%m%d-%H%M%S")
-    run_settings = settings.replace(
-        app_id=run_id,
-        data_dir=settings.data_dir / run_id,
-        events_topic=f"{run_id}.events",
-        dlq_topic=f"{run_id}.events.dlq",
-        recommendations_topic=f"{run_id}.recommendations",
-        metrics_topic=f"{run_id}.metrics",
-        models_topic=f"{run_id}.models",
-    )
+    run_settings = settings.isolated(run_id, settings.data_dir / run_id)
     run_settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     started_broker = _ensure_broker(settings)
@@ -123,13 +115,7 @@ def _ensure_broker(settings: Settings) -> bool:
 
 
 def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update({
-        "STREAMRANK_" + name.upper(): str(getattr(settings, name))
-        for name in ("bootstrap_servers", "data_dir", "app_id", "events_topic", "dlq_topic",
-                     "recommendations_topic", "metrics_topic", "models_topic", "partitions",
-                     "top_k", "web_port", "web_host")
-    })
+    env = {**os.environ, **settings.to_env()}
     log_path = settings.data_dir / "worker.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - the worker process owns it until it exits
     print(f"starting worker (log {log_path})")

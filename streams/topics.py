@@ -48,7 +48,7 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
     """Create the streamrank topics that are missing and return each topic's partition count.
 
     The events and recommendations topics get ``settings.partitions``
-    partitions, the DLQ, metrics and models topics one. An existing events
+    partitions, the DLQ, metrics, drift and models topics one. An existing events
     topic with another partition count raises :class:`TopicError`, because the
     worker's tables would not line up with it.
     """
@@ -57,6 +57,7 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
         settings.recommendations_topic: settings.partitions,
         settings.dlq_topic: 1,
         settings.metrics_topic: 1,
+        settings.drift_topic: 1,
         settings.models_topic: 1,
     }
     admin = admin_client(settings)

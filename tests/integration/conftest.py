@@ -54,17 +54,7 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 def run_settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
     """Settings with topics, group, data folder and web port of this test alone."""
     run_id = "test-" + uuid.uuid4().hex[:10]
-    settings = kafka_settings.replace(
-        app_id=run_id,
-        data_dir=tmp_path / "worker",
-        events_topic=f"{run_id}.events",
-        dlq_topic=f"{run_id}.events.dlq",
-        recommendations_topic=f"{run_id}.recommendations",
-        metrics_topic=f"{run_id}.metrics",
-        models_topic=f"{run_id}.models",
-        partitions=2,
-        web_port=_free_port(),
-    )
+    settings = kafka_settings.isolated(run_id, tmp_path / "worker").replace(partitions=2, web_port=_free_port())
     ensure_topics(settings)
     return settings
 
@@ -78,10 +68,7 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = dict(os.environ)
-        for name in ("bootstrap_servers", "data_dir", "app_id", "events_topic", "dlq_topic",
-                     "recommendations_topic", "metrics_topic", "models_topic", "partitions", "web_port"):
-            env["STREAMRANK_" + name.upper()] = str(getattr(self.settings, name))
+        env = {**os.environ, **self.settings.to_env()}
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child until it exits
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"], cwd=REPO, env=env,
