@@ -52,6 +52,13 @@ class RecommenderConfig:
     # forward pass of (max_occluded_items + 1) sequences per user.
     explain_reasons: bool = True
     max_occluded_items: int = 5
+    # Reaction to a quality drift alarm: train the next adapt_steps steps at
+    # adapt_lr_multiplier times the learning rate, replaying adapt_replay_ratio
+    # old examples per new one, so the model follows the new data sooner.
+    adapt_on_drift: bool = True
+    adapt_lr_multiplier: float = 3.0
+    adapt_steps: int = 100
+    adapt_replay_ratio: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,7 @@ class _Stats:
     n_recommendations: int = 0
     n_from_ranker: int = 0
     n_trained: int = 0
+    n_adaptations: int = 0
     last_learn: LearnResult | None = None
     learn_ms_total: float = 0.0
 
@@ -218,6 +226,14 @@ class Recommender:
             max_occluded_items=self.config.max_occluded_items,
         )
         return [ScoredItem(item.item_id, item.score, reason) for item, reason in zip(items, reasons)]
+
+    def adapt_to_drift(self) -> bool:
+        """React to a quality drift alarm as configured; return True when the trainer adapts."""
+        if not self.config.adapt_on_drift:
+            return False
+        self.trainer.adapt(self.config.adapt_lr_multiplier, self.config.adapt_steps, self.config.adapt_replay_ratio)
+        self.stats.n_adaptations += 1
+        return True
 
     def restore(self, model_state: dict[str, torch.Tensor], version: int) -> None:
         """Replace the trainer and the serving snapshot with saved weights (no optimizer state)."""

@@ -151,6 +151,9 @@ class OnlineTrainer:
         )
         self._item_param = model.item_emb.weight
         self._generator = torch.Generator().manual_seed(config.seed)  # negatives and dropout seeds
+        self._adapt_steps_left = 0
+        self._adapt_lr_multiplier = 1.0
+        self._adapt_replay_ratio = config.replay_ratio
         self._rng = random.Random(config.seed)
         self._reservoir: list[Example] = []
         self._n_seen = 0
@@ -180,7 +183,15 @@ class OnlineTrainer:
         self._check_examples(examples, n_items)
         self._ensure_capacity(n_items)
 
-        replayed = self._draw_replay(len(examples))
+        adapting = self._adapt_steps_left > 0
+        replay_ratio = self._adapt_replay_ratio if adapting else self.config.replay_ratio
+        multiplier = self._adapt_lr_multiplier if adapting else 1.0
+        for group in self._optimizer.param_groups:
+            group["lr"] = self.config.learning_rate * multiplier
+        if adapting:
+            self._adapt_steps_left -= 1
+
+        replayed = self._draw_replay(len(examples), replay_ratio)
         batch = list(examples) + replayed
 
         self.model.train()
@@ -203,6 +214,29 @@ class OnlineTrainer:
             n_replayed=len(replayed),
             elapsed_ms=(time.perf_counter() - start) * 1000.0,
         )
+
+    def adapt(self, lr_multiplier: float, n_steps: int, replay_ratio: float | None = None) -> None:
+        """Train the next ``n_steps`` steps at ``lr_multiplier`` times the learning rate.
+
+        ``replay_ratio``, when given, replaces the configured ratio for those
+        steps: a lower one makes the model follow recent data faster after a
+        drift. A second call restarts the count. Safe to call from another
+        thread than the one running ``learn``: a step reads these values once.
+        """
+        if not lr_multiplier > 0:
+            raise ValueError(f"lr_multiplier must be positive, got {lr_multiplier}")
+        if n_steps < 0:
+            raise ValueError(f"n_steps must be at least 0, got {n_steps}")
+        if replay_ratio is not None and replay_ratio < 0:
+            raise ValueError(f"replay_ratio must be at least 0, got {replay_ratio}")
+        self._adapt_lr_multiplier = lr_multiplier
+        self._adapt_replay_ratio = self.config.replay_ratio if replay_ratio is None else replay_ratio
+        self._adapt_steps_left = n_steps
+
+    @property
+    def adapting(self) -> bool:
+        """True while steps requested by :meth:`adapt` remain."""
+        return self._adapt_steps_left > 0
 
     def loss_on(self, examples: Sequence[Example], n_items: int) -> float:
         """Return the loss ``learn`` would report on ``examples``, without replay or a step.
@@ -278,9 +312,9 @@ class OnlineTrainer:
             self._optimizer.state[new] = state
         self._item_param = new
 
-    def _draw_replay(self, n_new: int) -> list[Example]:
+    def _draw_replay(self, n_new: int, replay_ratio: float) -> list[Example]:
         # Stochastic rounding keeps the mean replay_ratio for batches of one or two examples.
-        expected = self.config.replay_ratio * n_new
+        expected = replay_ratio * n_new
         n_replay = int(expected) + (self._rng.random() < expected - int(expected))
         n_replay = min(n_replay, len(self._reservoir))
         return self._rng.sample(self._reservoir, n_replay)

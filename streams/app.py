@@ -55,6 +55,8 @@ CHECKPOINT_INTERVAL_S = 60.0
 LOG_INTERVAL_S = 10.0
 TIMELINE_INTERVAL_S = 1.0
 MAX_ALARMS_KEPT = 1_000
+# Alarms on these signals make the trainer adapt; input drift alone does not.
+QUALITY_SIGNALS = ("reciprocal_rank", "training_loss")
 METRICS_INTERVAL_S = 10.0
 
 
@@ -200,6 +202,10 @@ class Worker:
                 "drift detected signal=%s detector=%s value=%.4g threshold=%.4g n_seen=%d model_version=%d",
                 alarm.signal, alarm.detector, alarm.value, alarm.threshold, alarm.n_seen, record["model_version"],
             )
+            if alarm.signal in QUALITY_SIGNALS and self.recommender.adapt_to_drift():
+                config = self.recommender.config
+                logger.info("adapting to drift lr_multiplier=%.1f steps=%d replay_ratio=%.2f",
+                            config.adapt_lr_multiplier, config.adapt_steps, config.adapt_replay_ratio)
 
     async def _send_dead_letter(self, event: faust.EventT, error: InvalidEvent) -> None:
         message = event.message
@@ -333,6 +339,7 @@ class Worker:
             "model_age_s": time.time() - self._model_updated_at,
             "consumer_lag": self.consumer_lag,
             "drift_alarms": len(self._alarms),
+            "adaptations": rec.stats.n_adaptations,
             **self.quality.summary(),
             "uptime_s": elapsed,
         }

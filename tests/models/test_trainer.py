@@ -262,3 +262,35 @@ def test_snapshot_is_independent_eval_copy():
     assert torch.equal(snapshot.item_emb.weight, frozen)
     assert not torch.equal(trainer.model.item_emb.weight, frozen)
     assert not any(param.requires_grad for param in snapshot.parameters())
+
+
+# --- adaptation after drift ---
+
+
+def test_adapt_raises_learning_rate_for_n_steps():
+    trainer = make_trainer()
+    trainer.adapt(lr_multiplier=3.0, n_steps=2)
+    rates = []
+    for _ in range(3):
+        trainer.learn(BATCH, N_ITEMS)
+        rates.append(trainer._optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([3e-2, 3e-2, 1e-2])
+    assert not trainer.adapting
+
+
+def test_adapt_overrides_replay_ratio():
+    trainer = make_trainer(replay_ratio=0.5)
+    trainer.learn(BATCH, N_ITEMS)
+    trainer.adapt(lr_multiplier=1.0, n_steps=1, replay_ratio=0.0)
+    assert trainer.learn(BATCH, N_ITEMS).n_replayed == 0
+    assert trainer.learn(BATCH, N_ITEMS).n_replayed == 2
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"lr_multiplier": 0.0, "n_steps": 1}, "lr_multiplier must be positive, got 0.0"),
+    ({"lr_multiplier": 2.0, "n_steps": -1}, "n_steps must be at least 0, got -1"),
+    ({"lr_multiplier": 2.0, "n_steps": 1, "replay_ratio": -0.1}, "replay_ratio must be at least 0, got -0.1"),
+])
+def test_adapt_rejects_invalid_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_trainer().adapt(**kwargs)
