@@ -23,11 +23,13 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import faust.streams as faust_streams
 import torch
 from faust.web import Request, Response, View
 
@@ -150,8 +152,6 @@ class Worker:
             observations: list[Observation] = []
             arrivals: list[float] = []
             for event in batch:
-                # Table writes find their partition through the current event.
-                stream._set_current_event(event)
                 observation = await self._observe(event)
                 if observation is not None:
                     observations.append(observation)
@@ -185,6 +185,9 @@ class Worker:
         score = self.quality.score(parsed.user_id, parsed.item_id)
         alarms = [] if score is None else self.quality_drift.update_rank(score.reciprocal_rank, parsed.ts)
         new_item = parsed.item_id not in self.recommender.vocabulary
+        # No await between here and the table write in observe(), so the
+        # partition context cannot change under it.
+        _use_partition_of(event)
         observation = self.recommender.observe(parsed)
         if observation.appended:
             alarms += self.input_drift.update(parsed, new_user=len(observation.before) == 0, new_item=new_item)
@@ -387,6 +390,19 @@ class Worker:
                 self.save_checkpoint()
 
         FaustWorker(self.app, loglevel=loglevel).execute_from_commandline()
+
+
+def _use_partition_of(event: faust.EventT) -> None:
+    """Make table reads and writes use ``event``'s partition.
+
+    NOTE: faust-streaming 0.15 finds a table write's partition, and the RocksDB
+    database it goes to, through a context variable of ``faust.streams``,
+    which ``take_events`` leaves at the last event of the batch. Only that
+    variable is set here: ``Stream._set_current_event`` also sets the
+    attribute that ``take_events`` reads while it buffers the next messages,
+    and using it made a few messages be processed twice and others never.
+    """
+    faust_streams._current_event.set(weakref.ref(event))
 
 
 def create_app(settings: Settings) -> faust.App:
