@@ -275,6 +275,8 @@ def _summarize(
         "recommendations": tally.recommendations,
         "recommendations_from_ranker": tally.from_ranker,
         "events_with_recommendation": len(tally.event_ids & valid_ids),
+        "events_without_recommendation": len(valid_ids - tally.event_ids),
+        "duplicate_recommendations": tally.recommendations - len(tally.event_ids),
         "users_with_events": len(users),
         "users_with_recommendation": len(users & tally.users),
         "users_without_recommendation": missing_users[:20],
@@ -300,6 +302,8 @@ def _print_summary(summary: dict[str, Any], path: Path) -> None:
     print(f"  recommendations:     {summary['recommendations']:,} "
           f"({summary['recommendations_from_ranker']:,} from the ranker, final model v{summary['final_model_version']})")
     print(f"  users recommended:   {summary['users_with_recommendation']:,} of {summary['users_with_events']:,}")
+    print(f"  events without one:  {summary['events_without_recommendation']:,} "
+          f"(and {summary['duplicate_recommendations']:,} recommendations published twice)")
     print(f"  invalid messages:    {summary['invalid_injected']} injected, {summary['dead_letters']} in the DLQ")
     for error in summary["dead_letter_errors"][:10]:
         print(f"    - {error}")
