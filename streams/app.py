@@ -13,18 +13,19 @@ Per batch of events taken from the events topic, the agent runs, in order:
 
 Faust acknowledges the batch's offsets only after step 4, so a crash replays
 the batch: sequences skip the redelivered event ids, and recommendations are
-published at least once. Training runs beside the agent in a task that hands
-micro-batches to a worker thread, so torch never blocks the event loop.
+published at least once. Before step 2 each event is also scored against the
+list last published for its user (test, then train) and fed to the drift
+monitors, and each recommended item gets a reason. Training runs beside the
+agent (see :mod:`streams.training`), so a training step never blocks the
+event loop; scoring does run torch on it, one forward pass per batch.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,17 +36,16 @@ from faust.web import Request, Response, View
 
 from models.drift import DriftAlarm, InputDriftMonitor, QualityDriftMonitor
 from models.ranker import RankerConfig
-from models.recommender import Observation, Recommender, RecommenderConfig
-from models.trainer import TrainerConfig
-from state.checkpoints import load_latest, save_checkpoint
+from models.recommender import Observation
+from models.trainer import LearnResult, TrainerConfig
 from state.sequences import SequenceStore
-from state.vocabulary import ItemVocabulary
 from streams.config import Settings
 from streams.deadletter import dead_letter
 from streams.events import InvalidEvent, parse_event
 from streams import monitoring
 from streams.monitoring import LatencyRecorder
 from streams.telemetry import LiveQuality, Timeline
+from streams.training import TrainingLoop, restore_recommender
 
 __all__ = ["Worker", "create_app"]
 
@@ -53,7 +53,6 @@ logger = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_BATCH = 256
 MAX_BATCH_WAIT_S = 0.05
-CHECKPOINT_INTERVAL_S = 60.0
 LOG_INTERVAL_S = 10.0
 TIMELINE_INTERVAL_S = 1.0
 MAX_ALARMS_KEPT = 1_000
@@ -89,7 +88,6 @@ class Worker:
         self.ranker_config = ranker_config or RankerConfig()
         self.trainer_config = trainer_config or TrainerConfig()
         self.counters = Counters()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainer")
         self.app = create_app(settings)
         self.events_topic = self.app.topic(
             settings.events_topic, key_type=bytes, value_type=bytes,
@@ -108,38 +106,22 @@ class Worker:
         self.drift_topic = self.app.topic(settings.drift_topic, key_serializer="raw", value_serializer="raw")
         self.quality_drift = QualityDriftMonitor()
         self.input_drift = InputDriftMonitor()
-        self.recommender = self._restore_recommender()
+        self.recommender = restore_recommender(
+            settings, SequenceStore(self.sequences, self.ranker_config.max_seq_len),
+            self.ranker_config, self.trainer_config,
+        )
+        self.training = TrainingLoop(self.recommender, settings.checkpoint_dir, on_learned=self._on_learned)
         self.quality = LiveQuality(k=self.settings.top_k)
         self.latency = LatencyRecorder()
         self._timeline = Timeline()
         self._alarms: list[dict[str, Any]] = []
         self.consumer_lag: int | None = None
-        self._last_checkpoint = time.monotonic()
-        self._model_updated_at = time.time()
         self._register()
-
-    def _restore_recommender(self) -> Recommender:
-        checkpoint = load_latest(self.settings.checkpoint_dir)
-        ranker_config, trainer_config = self.ranker_config, self.trainer_config
-        vocabulary = ItemVocabulary()
-        if checkpoint is not None:
-            ranker_config = RankerConfig.from_dict(checkpoint.ranker_config)
-            vocabulary = ItemVocabulary(checkpoint.items)
-        recommender = Recommender(
-            SequenceStore(self.sequences, ranker_config.max_seq_len),
-            ranker_config, trainer_config,
-            RecommenderConfig(top_k=self.settings.top_k), vocabulary,
-        )
-        if checkpoint is not None:
-            recommender.restore(checkpoint.model_state, checkpoint.version)
-            logger.info("restored checkpoint version=%d items=%d path=%s",
-                        checkpoint.version, len(vocabulary) - 1, checkpoint.path)
-        return recommender
 
     def _register(self) -> None:
         app = self.app
         app.agent(self.events_topic, name="process_events")(self._process_events)
-        app.task(self._train_forever)
+        app.task(self.training.run)
         app.timer(LOG_INTERVAL_S)(self._log_progress)
         app.timer(TIMELINE_INTERVAL_S)(self._sample_timeline)
         app.timer(METRICS_INTERVAL_S)(self._publish_metrics)
@@ -224,49 +206,9 @@ class Worker:
             logger.warning("sent event to DLQ topic=%s partition=%d offset=%d n_invalid=%d: %s",
                            message.topic, message.partition, message.offset, self.counters.n_invalid, error)
 
-    async def _train_forever(self) -> None:
-        """Train on micro-batches: a full batch, or what waited ``max_batch_wait_ms``."""
-        loop = asyncio.get_running_loop()
-        wait_s = self.trainer_config.max_batch_wait_ms / 1000
-        oldest_wait_started: float | None = None
-        while True:
-            pending = len(self.recommender.pending)
-            if pending == 0:
-                oldest_wait_started = None
-                await asyncio.sleep(wait_s / 4)
-                continue
-            if oldest_wait_started is None:
-                oldest_wait_started = time.monotonic()
-            full = pending >= self.trainer_config.batch_size
-            if not full and time.monotonic() - oldest_wait_started < wait_s:
-                await asyncio.sleep(wait_s / 4)
-                continue
-            batch = self.recommender.take_batch()
-            n_items = len(self.recommender.vocabulary)
-            result, snapshot = await loop.run_in_executor(self.executor, self.recommender.learn, batch, n_items)
-            self.recommender.swap_scorer(result, snapshot)
-            self._model_updated_at = time.time()
-            latest_ts = self.recommender.popularity.latest_ts or 0.0
-            await self._publish_drift(self.quality_drift.update_loss(result.loss, latest_ts))
-            oldest_wait_started = None
-            if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
-                await loop.run_in_executor(self.executor, self.save_checkpoint)
-
-    def save_checkpoint(self) -> None:
-        """Write a checkpoint of the trainer's model and the vocabulary (worker thread)."""
-        recommender = self.recommender
-        with recommender.learn_lock:
-            path = save_checkpoint(
-                self.settings.checkpoint_dir,
-                version=recommender.trainer.version,
-                model=recommender.trainer.model,
-                ranker_config=recommender.ranker_config.to_dict(),
-                trainer_config=recommender.trainer_config.to_dict(),
-                items=recommender.vocabulary.items,
-                seed=recommender.ranker_config.seed,
-            )
-        self._last_checkpoint = time.monotonic()
-        logger.info("saved checkpoint version=%d path=%s", recommender.trainer.version, path)
+    async def _on_learned(self, result: LearnResult) -> None:
+        latest_ts = self.recommender.popularity.latest_ts or 0.0
+        await self._publish_drift(self.quality_drift.update_loss(result.loss, latest_ts))
 
     async def _sample_timeline(self) -> None:
         last = self.recommender.stats.last_learn
@@ -339,7 +281,7 @@ class Worker:
             "last_loss": None if last is None else round(last.loss, 4),
             "examples_trained": rec.stats.n_trained,
             "examples_per_s": rec.stats.n_trained / elapsed,
-            "model_age_s": time.time() - self._model_updated_at,
+            "model_age_s": time.time() - self.training.model_updated_at,
             "consumer_lag": self.consumer_lag,
             "drift_alarms": len(self._alarms),
             "adaptations": rec.stats.n_adaptations,
@@ -387,7 +329,7 @@ class Worker:
         @self.app.on_before_shutdown.connect
         async def _checkpoint_on_shutdown(app: faust.App, **kwargs: Any) -> None:
             if self.recommender.trainer.version > 0:
-                self.save_checkpoint()
+                self.training.save_checkpoint()
 
         FaustWorker(self.app, loglevel=loglevel).execute_from_commandline()
 
