@@ -332,3 +332,22 @@ def test_js_divergence_symmetric_and_bounded():
 def test_js_divergence_rejects_empty_distribution():
     with pytest.raises(ValueError, match="positive totals"):
         js_divergence({}, {"a": 1.0})
+
+
+def test_published_alarm_matches_schema():
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    schema_path = Path(__file__).resolve().parents[2] / "streams" / "schemas" / "drift_alarm.schema.json"
+    schema = json.loads(schema_path.read_text())
+    monitor = QualityDriftMonitor()
+    rng = random.Random(0)
+    alarms = []
+    for index in range(6000):
+        hit = 1.0 if rng.random() < (0.3 if index < 3000 else 0.05) else 0.0
+        alarms += monitor.update_rank(hit, 1_700_000_000.0 + index)
+    assert alarms
+    record = {**alarms[0].to_dict(), "model_version": 3, "worker": "streamrank"}
+    jsonschema.validate(json.loads(json.dumps(record)), schema)
