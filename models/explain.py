@@ -13,12 +13,13 @@ encoder, and it accounts for every layer, the event types and the position
 shift that removing an item causes. One attention layer's weights show where
 that layer reads, not how much the score depends on it.
 
-The cost is one forward pass over ``U + 1`` rows of length L, scoring the K
+The cost is a forward pass over ``U + 1`` rows per user, scoring only the K
 recommended items in each row. U is the number of distinct sequence items
 that are occluded: the ``max_occluded_items`` most recent ones, so older
 items stay in the input but are never cited. A forward pass costs about
 linearly in its rows, so a reason costs about U + 1 times the scoring of one
-user.
+user. :func:`explain_batch` encodes the rows of many users together, sorted
+by length so that each pass pads only to its longest row.
 
 When no sequence item raised an item's score, or the model has no embedding
 for the item, a fallback reason is used: "often bought after x" from
@@ -27,7 +28,8 @@ list. An item with none of these gets no reason (None), rather than one that
 is not true.
 
 Shape letters: U distinct sequence items, L sequence length, D width,
-K recommended items.
+K recommended items, R rows of all users together, P rows of one pass,
+W the width of one pass.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 
 import torch
 
-from models.ranker import EVENT_TYPE_IDS, SequentialRanker, pad_sequences
+from models.ranker import EVENT_TYPE_IDS, SequentialRanker
 from state.vocabulary import ItemVocabulary
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "Reason",
     "bought_after_reason",
     "explain",
+    "explain_batch",
     "popular_reasons",
     "sequence_contributions",
 ]
@@ -59,6 +62,10 @@ REASON_KINDS = ("sequence", "popular_now", "bought_after")
 MIN_RELATIVE_CONTRIBUTION = 0.5
 # "Often bought after x" needs at least this many counted (x, item) pairs.
 MIN_BOUGHT_AFTER_COUNT = 2
+# Occlusion rows encoded per forward pass. Rows are sorted by length, so each
+# pass pads only to its longest row. In benchmarks/worker_throughput.py on one
+# CPU thread, passes of 32 and 64 rows were equally fast, 16 and 128 slower.
+ROWS_PER_PASS = 64
 # Phrase for each event type, with {} for the item list.
 _PHRASES = {
     "view": "viewed {}",
@@ -182,26 +189,62 @@ def explain(
     them. The model runs in eval mode; its previous mode is restored.
     Raises ValueError for mismatched sequence lengths, an unknown event type,
     or ``max_reasons`` or ``max_occluded_items`` below 1.
+
+    To explain several users, call :func:`explain_batch` once instead,
+    because it encodes the rows of all of them together.
+    """
+    return explain_batch(
+        model,
+        vocabulary,
+        [(sequence_items, sequence_types)],
+        [recommended_items],
+        max_reasons=max_reasons,
+        covisitation=covisitation,
+        popular_items=popular_items,
+        max_occluded_items=max_occluded_items,
+    )[0]
+
+
+def explain_batch(
+    model: SequentialRanker,
+    vocabulary: ItemVocabulary,
+    sequences: Sequence[tuple[Sequence[str], Sequence[str]]],
+    recommended: Sequence[Sequence[str]],
+    *,
+    max_reasons: int = 2,
+    covisitation: CoVisitation | None = None,
+    popular_items: Collection[str] = (),
+    max_occluded_items: int = 10,
+) -> list[list[Reason | None]]:
+    """Return the reasons of :func:`explain` for B users, encoding all of their rows together.
+
+    ``sequences[b]`` is user b's (items, event types), oldest first, and
+    ``recommended[b]`` their recommended items. ``result[b][k]`` is the reason
+    for ``recommended[b][k]``, and the other parameters mean what they mean
+    in :func:`explain`. The model encodes each row independently of the
+    others, so a user gets the reasons that :func:`explain` gives for them
+    alone. Only float rounding in the batched products can differ (the tests
+    allow 1e-5 on a contribution), so a reason can change only between two
+    contributions that are that close.
+
+    Raises ValueError as :func:`explain` does, and when ``sequences`` and
+    ``recommended`` differ in length. A sequence whose items and event types
+    differ in length is named by its index b.
     """
     _check_positive_int("max_reasons", max_reasons)
-    contributions = sequence_contributions(
-        model, vocabulary, sequence_items, sequence_types, recommended_items, max_occluded_items
-    )
-    last_type = dict(zip(sequence_items, sequence_types))  # the most recent event type per item
+    if len(sequences) != len(recommended):
+        raise ValueError(
+            f"got {len(sequences)} sequences but {len(recommended)} recommended lists; "
+            "expected one list of recommended items per sequence"
+        )
+    contributions = _batch_contributions(model, vocabulary, sequences, recommended, max_occluded_items)
     popular = set(popular_items)
-
-    reasons: list[Reason | None] = []
-    for item in recommended_items:
-        reason = _sequence_reason(contributions.get(item, []), last_type, max_reasons)
-        if reason is None and covisitation is not None:
-            reason = bought_after_reason(covisitation, sequence_items, item)
-        if reason is None and item in popular:
-            reason = POPULAR_NOW
-        reasons.append(reason)
-    return reasons
+    return [
+        _user_reasons(items, types, recommended_items, user_contributions, max_reasons, covisitation, popular)
+        for (items, types), recommended_items, user_contributions in zip(sequences, recommended, contributions)
+    ]
 
 
-@torch.no_grad()
 def sequence_contributions(
     model: SequentialRanker,
     vocabulary: ItemVocabulary,
@@ -220,50 +263,9 @@ def sequence_contributions(
     result, and the result is empty when no sequence item has one. Ties keep
     the most recent item first.
     """
-    _check_positive_int("max_occluded_items", max_occluded_items)
-    if len(sequence_items) != len(sequence_types):
-        raise ValueError(
-            f"sequence_items has {len(sequence_items)} items but sequence_types has "
-            f"{len(sequence_types)}; expected one event type per item"
-        )
-    max_len = model.config.max_seq_len
-    known = [
-        (item, row, _type_id(event_type))
-        for item, event_type in zip(sequence_items[-max_len:], sequence_types[-max_len:])
-        if (row := _model_row(model, vocabulary, item)) is not None
-    ]
-    targets = {
-        item: row for item in recommended_items if (row := _model_row(model, vocabulary, item)) is not None
-    }
-    if not known or not targets:
-        return {}
-
-    # Row 0 is the whole sequence, row u + 1 the sequence without distinct[u].
-    distinct = list(dict.fromkeys(item for item, _, _ in reversed(known)))[:max_occluded_items]
-    variants = [known] + [[entry for entry in known if entry[0] != removed] for removed in distinct]
-    item_seqs, type_seqs = pad_sequences(
-        [[row for _, row, _ in variant] for variant in variants],
-        [[type_id for _, _, type_id in variant] for variant in variants],
-        max_len,
-    )  # (U+1, L)
-    device = model.item_emb.weight.device
-    candidates = torch.tensor(list(targets.values()), device=device)  # (K,)
-    candidates = candidates.unsqueeze(0).expand(len(variants), -1)  # (U+1, K)
-
-    was_training = model.training
-    model.eval()
-    try:
-        hidden = model.last_hidden(item_seqs.to(device), type_seqs.to(device))  # (U+1, D)
-        scores = model.logits(hidden, candidates).float().cpu()  # (U+1, K)
-    finally:
-        model.train(was_training)
-
-    drops = scores[:1] - scores[1:]  # (U, K)
-    out = {}
-    for k, item in enumerate(targets):
-        pairs = zip(distinct, drops[:, k].tolist())
-        out[item] = sorted(pairs, key=lambda pair: -pair[1])
-    return out
+    return _batch_contributions(
+        model, vocabulary, [(sequence_items, sequence_types)], [recommended_items], max_occluded_items
+    )[0]
 
 
 def bought_after_reason(covisitation: CoVisitation, sequence_items: Sequence[str], item: str) -> Reason | None:
@@ -287,6 +289,172 @@ def bought_after_reason(covisitation: CoVisitation, sequence_items: Sequence[str
 def popular_reasons(items: Sequence[str]) -> list[Reason]:
     """Return "popular now" for each item, for a list taken from item popularity."""
     return [POPULAR_NOW for _ in items]
+
+
+@dataclass(frozen=True)
+class _OcclusionPlan:
+    """One user's rows to encode: U + 1 rows, row 0 the whole sequence, row u + 1 without ``distinct[u]``."""
+
+    distinct: list[str]  # the U occluded items, most recent first
+    item_rows: list[list[int]]  # U + 1 lists of embedding rows, oldest first
+    type_ids: list[list[int]]  # U + 1 lists of event type ids, aligned with item_rows
+    targets: dict[str, int]  # recommended item -> embedding row, in recommended order
+
+
+def _user_reasons(
+    sequence_items: Sequence[str],
+    sequence_types: Sequence[str],
+    recommended_items: Sequence[str],
+    contributions: dict[str, list[tuple[str, float]]],
+    max_reasons: int,
+    covisitation: CoVisitation | None,
+    popular: set[str],
+) -> list[Reason | None]:
+    last_type = dict(zip(sequence_items, sequence_types))  # the most recent event type per item
+    reasons: list[Reason | None] = []
+    for item in recommended_items:
+        reason = _sequence_reason(contributions.get(item, []), last_type, max_reasons)
+        if reason is None and covisitation is not None:
+            reason = bought_after_reason(covisitation, sequence_items, item)
+        if reason is None and item in popular:
+            reason = POPULAR_NOW
+        reasons.append(reason)
+    return reasons
+
+
+def _batch_contributions(
+    model: SequentialRanker,
+    vocabulary: ItemVocabulary,
+    sequences: Sequence[tuple[Sequence[str], Sequence[str]]],
+    recommended: Sequence[Sequence[str]],
+    max_occluded_items: int,
+) -> list[dict[str, list[tuple[str, float]]]]:
+    """Return :func:`sequence_contributions` for each user, encoding every user's rows together."""
+    _check_positive_int("max_occluded_items", max_occluded_items)
+    capacity, max_len = model.item_capacity, model.config.max_seq_len
+    plans = [
+        _plan_occlusion(vocabulary, capacity, max_len, b, items, types, recommended_items, max_occluded_items)
+        for b, ((items, types), recommended_items) in enumerate(zip(sequences, recommended))
+    ]
+    drops = iter(_logit_drops(model, [plan for plan in plans if plan is not None]))
+
+    out: list[dict[str, list[tuple[str, float]]]] = []
+    for plan in plans:
+        if plan is None:
+            out.append({})
+            continue
+        user_drops = next(drops)  # (U, K)
+        out.append({
+            item: sorted(zip(plan.distinct, [row[k] for row in user_drops]), key=lambda pair: -pair[1])
+            for k, item in enumerate(plan.targets)
+        })
+    return out
+
+
+def _plan_occlusion(
+    vocabulary: ItemVocabulary,
+    capacity: int,
+    max_len: int,
+    b: int,
+    sequence_items: Sequence[str],
+    sequence_types: Sequence[str],
+    recommended_items: Sequence[str],
+    max_occluded_items: int,
+) -> _OcclusionPlan | None:
+    """Return user ``b``'s rows, or None when no sequence item or no recommended item has an embedding."""
+    if len(sequence_items) != len(sequence_types):
+        raise ValueError(
+            f"sequence {b} has {len(sequence_items)} items but {len(sequence_types)} event types; "
+            "expected one event type per item"
+        )
+    known = [
+        (item, row, _type_id(event_type))
+        for item, event_type in zip(sequence_items[-max_len:], sequence_types[-max_len:])
+        if (row := _model_row(vocabulary, capacity, item)) is not None
+    ]
+    targets = {
+        item: row for item in recommended_items if (row := _model_row(vocabulary, capacity, item)) is not None
+    }
+    if not known or not targets:
+        return None
+
+    distinct = list(dict.fromkeys(item for item, _, _ in reversed(known)))[:max_occluded_items]
+    variants = [known] + [[entry for entry in known if entry[0] != removed] for removed in distinct]
+    return _OcclusionPlan(
+        distinct=distinct,
+        item_rows=[[row for _, row, _ in variant] for variant in variants],
+        type_ids=[[type_id for _, _, type_id in variant] for variant in variants],
+        targets=targets,
+    )
+
+
+@torch.no_grad()
+def _logit_drops(model: SequentialRanker, plans: list[_OcclusionPlan]) -> list[list[list[float]]]:
+    """Return, per plan, the (U, K) drops of its targets' logits when each occluded item is removed.
+
+    The R = sum of (U + 1) rows of all plans are encoded together. Each row
+    is scored only on its own user's K targets, padded with row 0 to the
+    largest K in the batch, so the catalogue is never scored.
+    """
+    if not plans:
+        return []
+    # firsts[p] is the index of plan p's whole-sequence row, first_of_row[r] that of row r's plan.
+    firsts: list[int] = []
+    first_of_row: list[int] = []
+    candidates: list[list[int]] = []
+    for plan in plans:
+        n_rows = len(plan.item_rows)
+        firsts.append(len(first_of_row))
+        first_of_row.extend([firsts[-1]] * n_rows)
+        candidates.extend([list(plan.targets.values())] * n_rows)
+    width = max(len(plan.targets) for plan in plans)
+    device = model.item_emb.weight.device
+    candidate_rows = torch.tensor([rows + [0] * (width - len(rows)) for rows in candidates], device=device)  # (R, K)
+
+    was_training = model.training
+    model.eval()
+    try:
+        hidden = _encode_by_length(
+            model,
+            [rows for plan in plans for rows in plan.item_rows],
+            [type_ids for plan in plans for type_ids in plan.type_ids],
+        )  # (R, D)
+        scores = model.logits(hidden, candidate_rows).float().cpu()  # (R, K)
+    finally:
+        model.train(was_training)
+
+    drops = (scores[first_of_row] - scores).tolist()  # (R, K), zero on whole-sequence rows
+    return [
+        [row[: len(plan.targets)] for row in drops[first + 1 : first + len(plan.item_rows)]]
+        for plan, first in zip(plans, firsts)
+    ]
+
+
+def _encode_by_length(model: SequentialRanker, item_rows: list[list[int]], type_ids: list[list[int]]) -> torch.Tensor:
+    """Return the last hidden state of each row, (R, D), encoding rows of similar length together.
+
+    Rows are sorted by length and encoded ``ROWS_PER_PASS`` at a time, each
+    pass padded only to its longest row. A row's hidden state does not depend
+    on its padding: positions count from the oldest real item and attention
+    skips padding. So this equals one pass padded to ``max_seq_len`` up to
+    float rounding, and it encodes about the real positions instead of
+    R * ``max_seq_len`` of them.
+    """
+    device = model.item_emb.weight.device
+    order = sorted(range(len(item_rows)), key=lambda r: len(item_rows[r]))
+    parts = []
+    for start in range(0, len(order), ROWS_PER_PASS):
+        chunk = order[start : start + ROWS_PER_PASS]
+        # Left-pad with 0 here, not with pad_sequences, to build one tensor per
+        # pass instead of two per row. An occluded row can be empty, so W >= 1.
+        width = max(1, len(item_rows[chunk[-1]]))
+        items = torch.tensor([[0] * (width - len(item_rows[r])) + item_rows[r] for r in chunk])  # (P, W)
+        types = torch.tensor([[0] * (width - len(type_ids[r])) + type_ids[r] for r in chunk])  # (P, W)
+        parts.append(model.last_hidden(items.to(device), types.to(device)))  # (P, D)
+    sorted_hidden = torch.cat(parts)  # (R, D), rows in length order
+    hidden = torch.empty_like(sorted_hidden)
+    hidden[torch.tensor(order, device=device)] = sorted_hidden
+    return hidden
 
 
 def _sequence_reason(
@@ -324,10 +492,10 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _model_row(model: SequentialRanker, vocabulary: ItemVocabulary, item: str) -> int | None:
-    """Return the item's embedding row when the model has one, else None."""
+def _model_row(vocabulary: ItemVocabulary, capacity: int, item: str) -> int | None:
+    """Return the item's embedding row when a model of ``capacity`` rows has one, else None."""
     row = vocabulary.row(item)
-    return row if row is not None and row < model.item_capacity else None
+    return row if row is not None and row < capacity else None
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from models.explain import POPULAR_NOW, CoVisitation, Reason, explain
+from models.explain import POPULAR_NOW, CoVisitation, Reason, explain_batch
 from models.ranker import EVENT_TYPE_IDS, RankerConfig, SequentialRanker, pad_sequences
 from models.trainer import Example, LearnResult, OnlineTrainer, TrainerConfig
 from state.sequences import SequenceStore, UserSequence
@@ -48,8 +48,8 @@ class RecommenderConfig:
     popularity_half_life_s: float = 6 * 3600.0
     # The ranker serves only after this many optimizer steps; popular-now before.
     min_model_version: int = 1
-    # Attach a reason to each recommended item. Ranker reasons cost one extra
-    # forward pass of (max_occluded_items + 1) sequences per user.
+    # Attach a reason to each recommended item. Ranker reasons cost encoding
+    # (max_occluded_items + 1) sequences per user, batched across users.
     explain_reasons: bool = True
     max_occluded_items: int = 5
     # Reaction to a quality drift alarm: train the next adapt_steps steps at
@@ -195,13 +195,13 @@ class Recommender:
         ranker_items = self.rank([obs.after for obs in ranked]) if ranked else []
         by_id = {id(obs): items for obs, items in zip(ranked, ranker_items)}
 
-        popular_now = {item for item, _ in self.popularity.top(self.config.top_k)}
+        if self.config.explain_reasons:
+            popular_now = {item for item, _ in self.popularity.top(self.config.top_k)}
+            by_id = self._with_reasons(ranked, by_id, popular_now)
         out = []
         for obs in observations:
             items = by_id.get(id(obs))
             source = "ranker" if items else "popular"
-            if items and self.config.explain_reasons:
-                items = self._with_reasons(obs, items, popular_now)
             if not items:
                 top = self.popularity.top(self.config.top_k, exclude=obs.after.purchased)
                 reason = POPULAR_NOW if self.config.explain_reasons else None
@@ -219,13 +219,26 @@ class Recommender:
         self.stats.n_from_ranker += len(ranked)
         return out
 
-    def _with_reasons(self, obs: Observation, items: list[ScoredItem], popular_now: set[str]) -> list[ScoredItem]:
-        reasons = explain(
-            self.scorer, self.vocabulary, obs.after.items, obs.after.types, [item.item_id for item in items],
-            covisitation=self.covisitation, popular_items=popular_now,
+    def _with_reasons(
+        self, ranked: list[Observation], by_id: dict[int, list[ScoredItem]], popular_now: set[str]
+    ) -> dict[int, list[ScoredItem]]:
+        """Return a copy of ``by_id`` with a reason on every item, from one :func:`explain_batch` call."""
+        explained = [obs for obs in ranked if by_id.get(id(obs))]
+        reasons = explain_batch(
+            self.scorer,
+            self.vocabulary,
+            [(obs.after.items, obs.after.types) for obs in explained],
+            [[item.item_id for item in by_id[id(obs)]] for obs in explained],
+            covisitation=self.covisitation,
+            popular_items=popular_now,
             max_occluded_items=self.config.max_occluded_items,
         )
-        return [ScoredItem(item.item_id, item.score, reason) for item, reason in zip(items, reasons)]
+        out = dict(by_id)
+        for obs, user_reasons in zip(explained, reasons):
+            out[id(obs)] = [
+                ScoredItem(item.item_id, item.score, reason) for item, reason in zip(by_id[id(obs)], user_reasons)
+            ]
+        return out
 
     def adapt_to_drift(self) -> bool:
         """React to a quality drift alarm as configured; return True when the trainer adapts."""
@@ -303,7 +316,10 @@ class Recommender:
             kept = [(row, EVENT_TYPE_IDS[t]) for row, t in zip(rows, seq.types[-max_len:]) if row < n_rows]
             item_seqs.append([row for row, _ in kept])
             type_seqs.append([type_id for _, type_id in kept])
-        log_seqs, type_tensor = pad_sequences(item_seqs, type_seqs, max_len)  # (B, L)
+        # Positions count from each sequence's oldest item, so padding only to the
+        # longest sequence of the batch gives the same scores for less work.
+        pad_len = max(1, max(len(seq) for seq in item_seqs))
+        log_seqs, type_tensor = pad_sequences(item_seqs, type_seqs, pad_len)  # (B, L)
         hidden = model.last_hidden(log_seqs, type_tensor)  # (B, D)
         logits = model.logits(hidden)[:, :n_rows]  # (B, N)
         logits[:, 0] = -torch.inf

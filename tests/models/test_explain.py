@@ -10,14 +10,16 @@ import torch
 import models.explain
 from models.explain import (
     POPULAR_NOW,
+    REASON_KINDS,
     CoVisitation,
     Reason,
     bought_after_reason,
     explain,
+    explain_batch,
     popular_reasons,
     sequence_contributions,
 )
-from models.ranker import EVENT_TYPE_IDS, RankerConfig, SequentialRanker
+from models.ranker import EVENT_TYPE_IDS, RankerConfig, SequentialRanker, pad_sequences
 from models.trainer import Example, OnlineTrainer, TrainerConfig
 from state.vocabulary import ItemVocabulary
 
@@ -241,6 +243,161 @@ def test_explain_rejects_invalid_input(items, types, limits, match):
 
     with pytest.raises(ValueError, match=match):
         explain(model, vocabulary, items, types, ["b"], **limits)
+
+
+# --- batches of users ---
+
+# (sequence items, event types, recommended items) per user: different lengths,
+# one longer than max_seq_len 8, unknown items on both sides, a single item,
+# an empty sequence and an empty recommended list.
+BATCH_USERS = [
+    (["x", "a"], ["view", "view"], ["b", "d", "brand-new"]),
+    (["a", "x", "a"], ["view", "click", "add_to_cart"], ["b", "c"]),
+    (["e", "a", "never-seen", "c", "f"], ["view"] * 5, ["b", "d", "x", "other-new"]),
+    (["c"], ["purchase"], ["d", "b"]),
+    ([], [], ["b", "d"]),
+    (["never-seen"], ["view"], ["b"]),
+    (["e", "a", "x", "c", "a", "f", "y", "b", "d", "x"], ["view", "click"] * 5, ITEMS),
+    (["a", "c"], ["view", "view"], []),
+]
+
+
+def _batch_fallbacks() -> dict:
+    covisitation = CoVisitation()
+    for _ in range(2):
+        covisitation.update("a", "brand-new")
+        covisitation.update("c", "d")
+    return {"covisitation": covisitation, "popular_items": {"other-new", "b"}}
+
+
+def _padded_contributions(model, vocabulary, items, types, recommended, max_occluded_items):
+    """Compute contributions the direct way: one user, every row padded to max_seq_len."""
+    max_len = model.config.max_seq_len
+    known = [(item, vocabulary.row(item), EVENT_TYPE_IDS[t]) for item, t in zip(items[-max_len:], types[-max_len:])
+             if item in vocabulary and vocabulary.row(item) < model.item_capacity]
+    if not known or not recommended:
+        return {}
+    distinct = list(dict.fromkeys(item for item, _, _ in reversed(known)))[:max_occluded_items]
+    variants = [known] + [[entry for entry in known if entry[0] != removed] for removed in distinct]
+    item_seqs, type_seqs = pad_sequences(
+        [[row for _, row, _ in v] for v in variants], [[t for _, _, t in v] for v in variants], max_len
+    )  # (U+1, L)
+    candidates = torch.tensor([[vocabulary.row(item) for item in recommended]] * len(variants))  # (U+1, K)
+    with torch.no_grad():
+        scores = model.logits(model.last_hidden(item_seqs, type_seqs), candidates)  # (U+1, K)
+    drops = scores[:1] - scores[1:]  # (U, K)
+    return {item: dict(zip(distinct, drops[:, k].tolist())) for k, item in enumerate(recommended)}
+
+
+def test_batch_reasons_equal_per_user_reasons(trained):
+    model, vocabulary = trained
+    fallbacks = _batch_fallbacks()
+
+    batched = explain_batch(
+        model,
+        vocabulary,
+        [(items, types) for items, types, _ in BATCH_USERS],
+        [recommended for _, _, recommended in BATCH_USERS],
+        max_reasons=3,
+        max_occluded_items=4,
+        **fallbacks,
+    )
+
+    assert len(batched) == len(BATCH_USERS)
+    for b, (items, types, recommended) in enumerate(BATCH_USERS):
+        alone = explain(model, vocabulary, items, types, recommended, max_reasons=3, max_occluded_items=4, **fallbacks)
+        assert batched[b] == alone, f"user {b}"
+
+
+def test_batch_reasons_include_every_kind(trained):
+    model, vocabulary = trained
+    fallbacks = _batch_fallbacks()
+
+    batched = explain_batch(
+        model,
+        vocabulary,
+        [(items, types) for items, types, _ in BATCH_USERS],
+        [recommended for _, _, recommended in BATCH_USERS],
+        **fallbacks,
+    )
+
+    kinds = {reason.kind for reasons in batched for reason in reasons if reason is not None}
+    assert kinds == set(REASON_KINDS)
+    assert batched[0][2] == Reason("bought_after", "often bought after a", ("a",))
+    assert batched[4] == [POPULAR_NOW, None]
+    assert batched[5] == [POPULAR_NOW]
+    assert batched[7] == []
+
+
+@pytest.mark.parametrize("rows_per_pass", [1, 3, 64])
+def test_batch_contributions_equal_padded_pass(trained, monkeypatch, rows_per_pass):
+    # Rows are encoded in passes of similar length, each padded only to its longest row.
+    model, vocabulary = trained
+    monkeypatch.setattr(models.explain, "ROWS_PER_PASS", rows_per_pass)
+    users = [(items, types, [item for item in recommended if item in vocabulary])
+             for items, types, recommended in BATCH_USERS]
+
+    batched = models.explain._batch_contributions(
+        model, vocabulary, [(items, types) for items, types, _ in users], [rec for _, _, rec in users], 4
+    )
+
+    for b, (items, types, recommended) in enumerate(users):
+        expected = _padded_contributions(model, vocabulary, items, types, recommended, 4)
+        got = {item: dict(pairs) for item, pairs in batched[b].items()}
+        assert got.keys() == expected.keys(), f"user {b}"
+        for item, values in expected.items():
+            assert got[item] == pytest.approx(values, abs=1e-5), f"user {b}, item {item}"
+
+
+def test_batch_ignores_items_newer_than_snapshot():
+    model, vocabulary = _untrained()
+    for n in range(20):
+        vocabulary.add(f"new{n}")
+    assert vocabulary.row("new7") == model.item_capacity  # new7 .. new19 have no embedding
+    users = [
+        (["a", "new19"], ["view", "view"], ["new19", "b"]),
+        (["new19"], ["view"], ["b"]),
+        (["c", "new12", "a"], ["view", "click", "view"], ["d", "new12"]),
+    ]
+
+    batched = explain_batch(model, vocabulary, [(items, types) for items, types, _ in users],
+                            [recommended for _, _, recommended in users], popular_items={"new19"})
+
+    assert batched[0][0] == POPULAR_NOW
+    assert batched[1] == [None]
+    for b, (items, types, recommended) in enumerate(users):
+        assert batched[b] == explain(model, vocabulary, items, types, recommended, popular_items={"new19"}), b
+        for reason in batched[b]:
+            assert reason is None or not any(item.startswith("new") for item in reason.items), b
+
+
+def test_batch_restores_train_mode():
+    model, vocabulary = _untrained()
+    model.train()
+
+    explain_batch(model, vocabulary, [(["a", "x"], ["view", "view"]), (["c"], ["view"])], [["b"], ["d"]])
+
+    assert model.training
+
+
+def test_batch_of_no_users_is_empty():
+    model, vocabulary = _untrained()
+
+    assert explain_batch(model, vocabulary, [], []) == []
+
+
+@pytest.mark.parametrize(
+    ("sequences", "recommended", "match"),
+    [
+        ([(["a"], ["view"])], [], "1 sequences but 0 recommended lists"),
+        ([(["a"], ["view"]), (["a", "c"], ["view"])], [["b"], ["b"]], "sequence 1 has 2 items but 1 event types"),
+    ],
+)
+def test_batch_rejects_invalid_input(sequences, recommended, match):
+    model, vocabulary = _untrained()
+
+    with pytest.raises(ValueError, match=match):
+        explain_batch(model, vocabulary, sequences, recommended)
 
 
 # --- fallbacks ---
