@@ -89,6 +89,8 @@ def run_demo(settings: Settings, events: list[Event], options: DemoOptions) -> i
     worker = _start_worker(run_settings)
     try:
         _wait_for_worker(run_settings, worker)
+        print(f"worker ready: watch it at http://{run_settings.web_host}:{run_settings.web_port}/ "
+              f"(Prometheus metrics at /metrics)")
         summary = _replay_and_watch(run_settings, events, options, worker)
     finally:
         _stop_worker(worker)
