@@ -1,4 +1,4 @@
-"""The ``streamrank`` command line: kafka, topics, worker, replay, tail, demo.
+"""The ``streamrank`` command line: kafka, topics, worker, replay, tail, evaluate, demo.
 
 Flags override the ``STREAMRANK_*`` environment variables documented in
 :mod:`streams.config`. Logging is configured here and nowhere else.
@@ -79,6 +79,10 @@ def _build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--metadata", action="store_true",
                       help="print partition, offset, key and timestamp around each value")
     tail.set_defaults(handler=_tail)
+
+    from streams.evaluate_cli import add_evaluate_parser
+
+    add_evaluate_parser(commands)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on a log and summarize it")
     demo.add_argument("--data", type=Path, help="log to replay (default: the synthetic generator)")
