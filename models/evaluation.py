@@ -39,6 +39,7 @@ from typing import Any
 from tqdm import tqdm
 
 from models.baselines.base import Model
+from models.drift import QualityDriftMonitor
 from models.metrics import AUC_KEY, METRIC_NAMES, MetricTally, metric_key, sampled_auc
 from streams.events import Event
 
@@ -68,6 +69,9 @@ class ModelResult:
     train_seconds: float = 0.0
     recommend_seconds: float = 0.0
     score_seconds: float = 0.0
+    # Quality drift alarms on this model's reciprocal rank, with the event index they fired at.
+    drift_alarms: list[dict[str, Any]] = field(default_factory=list)
+    monitor: QualityDriftMonitor = field(default_factory=QualityDriftMonitor, repr=False)
 
     def metric(self, protocol: str, key: str, group: str = OVERALL) -> float | None:
         """Return the mean of ``key`` (such as ``"HR@10"`` or ``"AUC"``), None when no event was scored."""
@@ -83,6 +87,7 @@ class ModelResult:
             "recommend_seconds": self.recommend_seconds,
             "score_seconds": self.score_seconds,
             "events_per_s": n_events / total_s if total_s > 0 else None,
+            "drift_alarms": self.drift_alarms,
             "protocols": {
                 protocol: {group: tally.to_dict() for group, tally in sorted(groups.items())}
                 for protocol, groups in self.tallies.items()
@@ -169,6 +174,11 @@ def prequential(
     3. record the event's item as seen by the user and known to the stream;
     4. after the last warm-up event, call each model's ``end_warmup``.
 
+    Every model's reciprocal rank at ``min(k_values)`` (on the first protocol
+    that scores the event) also feeds a quality drift detector (ADWIN); its
+    alarms go into the report with the event index, and a model with an
+    ``adapt_to_drift`` method is told about each one, as the worker's trainer is.
+
     Models are asked for ``max(k_values)`` items. Raises ``ValueError`` for
     invalid settings, events out of time order, or a model that returns more
     than K items or an excluded one. Models learn in place, so pass fresh ones.
@@ -192,7 +202,7 @@ def prequential(
             window = (index - n_warmup) * n_windows // n_scored
             want_auc = (index - n_warmup) % auc_every == 0
             _score_event(event, window, want_auc, models, results, stream, protocols, k_values, max_k,
-                         n_auc_negatives)
+                         n_auc_negatives, index)
 
         for model in models:
             model.learn(event)
@@ -263,6 +273,7 @@ def _score_event(
     k_values: tuple[int, ...],
     max_k: int,
     n_auc_negatives: int,
+    index: int,
 ) -> None:
     """Ask every model for this event's lists, from state before the event, and tally their metrics."""
     seen = stream.seen.get(event.user_id)
@@ -288,6 +299,7 @@ def _score_event(
             _check_list(model, lists[list_index], max_k, excludes[list_index])
             for group in groups:
                 _tally(result, protocol, group, k_values).add(lists[list_index], event.item_id)
+        _watch_quality(model, result, lists[next(iter(list_of.values()))], event, min(k_values), index)
 
         score = getattr(model, "score", None)
         if negatives and score is not None:
@@ -319,6 +331,15 @@ def _plan_lists(
             excludes.append(_NO_ITEMS)
         list_of["new_items"] = len(excludes) - 1
     return excludes, list_of
+
+
+def _watch_quality(model: Model, result: ModelResult, ranked: list[str], event: Event, k: int, index: int) -> None:
+    top = ranked[:k]
+    reciprocal_rank = 1.0 / (top.index(event.item_id) + 1) if event.item_id in top else 0.0
+    for alarm in result.monitor.update_rank(reciprocal_rank, event.ts):
+        adapt = getattr(model, "adapt_to_drift", None)
+        adapted = bool(adapt()) if adapt is not None else False
+        result.drift_alarms.append({"index": index, **alarm.to_dict(), "adapted": adapted})
 
 
 def _recommend_lists(model: Model, user_id: str, k: int, excludes: list[AbstractSet[str]]) -> list[list[str]]:

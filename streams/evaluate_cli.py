@@ -59,6 +59,8 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--auc-every", type=int, default=10,
                         help="compute the sampled AUC on every Nth scored event (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the models, the AUC sample and synthetic data")
+    parser.add_argument("--drift-at", type=int,
+                        help="with --format synthetic: redraw the synthetic world from this event on (a known drift)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the batch-trained rankers")
     parser.add_argument("--retrain-every", type=int,
                         help="events between retrainings of streamrank-retrain "
@@ -83,7 +85,8 @@ def run_evaluate(settings: object, args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.torch_threads)
     try:
-        events = load_stream(args.format, args.path, limit=args.limit, n_events=args.n_events, seed=args.seed)
+        events = load_stream(args.format, args.path, limit=args.limit, n_events=args.n_events, seed=args.seed,
+                             drift_at=args.drift_at)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -122,15 +125,25 @@ def run_evaluate(settings: object, args: argparse.Namespace) -> int:
     return 0
 
 
-def load_stream(fmt: str, path: Path | None, *, limit: int | None, n_events: int, seed: int) -> list[Event]:
+def load_stream(
+    fmt: str, path: Path | None, *, limit: int | None, n_events: int, seed: int, drift_at: int | None = None,
+) -> list[Event]:
     """Return the events of a log, or a synthetic stream, sorted by ``ts``.
+
+    ``drift_at`` (synthetic only) switches the generator to a second seed
+    from that event on, see :func:`streams.synthetic.generate_with_drift`.
 
     Raises ``ValueError`` when a file format is given without a path, and
     whatever :func:`streams.formats.load_events` raises for a bad file.
     """
     from streams.formats import load_events
-    from streams.synthetic import SyntheticConfig, generate
+    from streams.synthetic import SyntheticConfig, generate, generate_with_drift
 
+    if drift_at is not None and fmt != "synthetic":
+        raise ValueError(f"--drift-at needs --format synthetic, got --format {fmt}")
+    if fmt == "synthetic" and drift_at is not None:
+        events = generate_with_drift(SyntheticConfig(n_events=n_events, seed=seed), drift_at)
+        return events[:limit] if limit is not None else events
     if fmt == "synthetic":
         events = list(generate(SyntheticConfig(n_events=n_events, seed=seed)))
         return events[:limit] if limit is not None else events
@@ -157,7 +170,8 @@ def plot_report(report: Report, out_dir: Path, title: str | None = None) -> list
     """Draw one PNG per metric: its value per window of the scored part, a line per model.
 
     Each protocol gets a panel. The x axis is the number of events streamed
-    at the end of the window. Returns the paths written.
+    at the end of the window; a dotted vertical line in a model's color marks
+    each quality drift alarm on that model. Returns the paths written.
     """
     import matplotlib
 
@@ -173,8 +187,10 @@ def plot_report(report: Report, out_dir: Path, title: str | None = None) -> list
         for axis, protocol in zip(axes[0], protocols):
             for result in report.models:
                 y = [result.metric(protocol, key, f"window/{window['window']}") for window in report.windows]
-                axis.plot(x, [float("nan") if value is None else value for value in y], marker="o",
-                          markersize=3, label=result.name)
+                line, = axis.plot(x, [float("nan") if value is None else value for value in y], marker="o",
+                                  markersize=3, label=result.name)
+                for alarm in result.drift_alarms:
+                    axis.axvline(alarm["index"] + 1, color=line.get_color(), linestyle=":", linewidth=1)
             axis.set_title(f"{key}, protocol {protocol}")
             axis.set_xlabel("events streamed")
             axis.set_ylabel(key)

@@ -20,11 +20,11 @@ import itertools
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from streams.events import MAX_TS_S, MIN_TS_S, Event
 
-__all__ = ["SyntheticConfig", "generate"]
+__all__ = ["SyntheticConfig", "generate", "generate_with_drift"]
 
 
 @dataclass(frozen=True)
@@ -225,3 +225,26 @@ def _check_real(config: SyntheticConfig, name: str, minimum: float, exclusive: b
     if value < minimum or (exclusive and value == minimum):
         bound = f"greater than {minimum}" if exclusive else f"at least {minimum}"
         raise ValueError(f"invalid {name} {value!r}: expected {bound}")
+
+
+def generate_with_drift(config: SyntheticConfig, change_at: int) -> list[Event]:
+    """Return ``config.n_events`` events whose world changes at event ``change_at``.
+
+    The first ``change_at`` events come from ``config``; the rest from the same
+    config with seed ``config.seed + 1``, starting 30 s after the last event
+    before the change. Users and item ids stay the same, but every user's
+    interest clusters and every item's cluster and popularity are redrawn:
+    a concept drift at a known event. Raises ``ValueError`` unless
+    ``0 < change_at < config.n_events``.
+
+    >>> events = generate_with_drift(SyntheticConfig(n_events=100, n_users=10, n_items=50), change_at=60)
+    >>> len(events), events[60].event_id
+    (100, 'drift-syn-1-0')
+    """
+    if not 0 < change_at < config.n_events:
+        raise ValueError(f"change_at must be in (0, {config.n_events}), got {change_at}")
+    before = list(generate(replace(config, n_events=change_at)))
+    after_config = replace(config, n_events=config.n_events - change_at, seed=config.seed + 1,
+                           start_ts=before[-1].ts + 30.0)
+    after = [replace(event, event_id="drift-" + event.event_id) for event in generate(after_config)]
+    return before + after

@@ -59,6 +59,13 @@ def _streamrank(config: ComparisonConfig) -> BaseModel:
     return StreamrankRanker(config.seeded_ranker(), config.seeded_trainer(), config.recommender())
 
 
+def _streamrank_no_adapt(config: ComparisonConfig) -> BaseModel:
+    model = StreamrankRanker(config.seeded_ranker(), config.seeded_trainer(),
+                             replace(config.recommender(), adapt_on_drift=False))
+    model.name = "streamrank-no-adapt"
+    return model
+
+
 def _frozen(config: ComparisonConfig) -> BaseModel:
     return FrozenRanker(config.seeded_ranker(), config.seeded_trainer(), config.recommender(),
                         n_epochs=config.n_epochs, fit_batch_size=config.fit_batch_size)
@@ -79,6 +86,7 @@ _BUILDERS: dict[str, Callable[[ComparisonConfig], BaseModel]] = {
                                       popularity_half_life_s=config.popularity_half_life_s),
     "river-mf": lambda config: RiverMF(popularity_half_life_s=config.popularity_half_life_s, seed=config.seed),
     "streamrank": _streamrank,
+    "streamrank-no-adapt": _streamrank_no_adapt,
     "streamrank-frozen": _frozen,
     "streamrank-retrain": _retrain,
 }

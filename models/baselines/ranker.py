@@ -63,6 +63,10 @@ class StreamrankRanker(BaseModel):
         store = SequenceStore({}, ranker_config.max_seq_len)
         self.recommender = Recommender(store, ranker_config, trainer_config, config)
 
+    def adapt_to_drift(self) -> bool:
+        """React to a quality drift alarm as the worker does; return True when the trainer adapts."""
+        return self.recommender.adapt_to_drift()
+
     def recommend(self, user_id: str, k: int, exclude: AbstractSet[str]) -> list[str]:
         return self.recommend_lists(user_id, k, [exclude])[0]
 
@@ -150,6 +154,9 @@ class FrozenRanker(StreamrankRanker):
     """
 
     name = "streamrank-frozen"
+
+    def adapt_to_drift(self) -> bool:
+        return False  # its weights change only when it refits, which adaptation does not touch
 
     def __init__(
         self,

@@ -266,3 +266,45 @@ def test_cli_reports_missing_log(tmp_path: Path, capsys):
     status = evaluate_main(["evaluate", str(tmp_path / "absent.csv"), "--format", "taobao", "--no-progress"])
     assert status == 1
     assert "interaction log not found" in capsys.readouterr().err
+
+
+# --- quality drift inside the harness ---
+
+
+class SwitchingModel(SpyModel):
+    """Always recommend item "x": right until the stream switches to item "y"."""
+
+    name = "switching"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adaptations = 0
+
+    def recommend(self, user_id: str, k: int, exclude: AbstractSet[str]) -> list[str]:
+        return [item for item in ("x",) if item not in exclude]
+
+    def adapt_to_drift(self) -> bool:
+        self.adaptations += 1
+        return True
+
+
+def test_quality_drop_raises_alarm_and_adapts():
+    stream = [event(n, f"u{n % 7}", "x" if n < 1500 else "y") for n in range(3000)]
+    model = SwitchingModel()
+
+    report = prequential(stream, [model], k_values=(10,), warmup_fraction=0.0, protocols=("all",), progress=False)
+    alarms = report.result("switching").drift_alarms
+
+    assert len(alarms) >= 1
+    assert 1500 <= alarms[0]["index"] < 1700
+    assert alarms[0]["signal"] == "reciprocal_rank"
+    assert alarms[0]["adapted"] is True
+    assert model.adaptations == len(alarms)
+    assert json.loads(json.dumps(report.to_dict()))["models"][0]["drift_alarms"][0]["index"] == alarms[0]["index"]
+
+
+def test_steady_quality_raises_no_alarm():
+    stream = [event(n, f"u{n % 7}", "x") for n in range(3000)]
+    report = prequential(stream, [SwitchingModel()], k_values=(10,), warmup_fraction=0.0, protocols=("all",),
+                         progress=False)
+    assert report.result("switching").drift_alarms == []
