@@ -110,8 +110,11 @@ def _summary(log: str, report: Report) -> str:
     lines = [f"### {log}: {report.n_events:,} events, {report.n_scored:,} scored, "
              f"{report.elapsed_s / 60:.1f} min in all"]
     for protocol in report.config["protocols"]:
-        n_lists = report.models[0].tallies[protocol]["overall"].n_events
-        lines += ["", f"Protocol `{protocol}` ({n_lists:,} scored events):", "",
+        tallies = report.models[0].tallies[protocol]
+        n_lists = tallies["overall"].n_events
+        n_new_items = tallies["item/new"].n_events if "item/new" in tallies else 0
+        lines += ["", f"Protocol `{protocol}`: {n_lists:,} scored events, {n_new_items / max(n_lists, 1):.0%} "
+                  "of them for an item new to the stream, which no model can recommend.", "",
                   "| model | " + " | ".join(TABLE_KEYS) + " | train s | recommend s |",
                   "|---|" + "---:|" * (len(TABLE_KEYS) + 2)]
         for result in report.models:

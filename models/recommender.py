@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RecommenderConfig:
-    """How recommendations are made and how many examples may wait for training."""
+    """Settings of serving, reasons, drift reaction, and the limit on examples waiting for training."""
 
     top_k: int = 10
     # Examples waiting for the trainer beyond this are dropped oldest first,
@@ -302,7 +302,7 @@ class Recommender:
 
         Excluded per user: their purchases, and ``exclude[b]`` when given (the
         evaluation harness passes seen items there). A sequence with no item
-        the snapshot knows gets an empty list, and the caller falls back to
+        the snapshot has an embedding for gets an empty list, and the caller falls back to
         popular-now. Scoring only reads the snapshot: it never learns.
         """
         k = self.config.top_k if k is None else k

@@ -17,7 +17,8 @@ published at least once. Before step 2 each event is also scored against the
 list last published for its user (test, then train) and fed to the drift
 monitors, and each recommended item gets a reason. Training runs beside the
 agent (see :mod:`streams.training`), so a training step never blocks the
-event loop; scoring does run torch on it, one forward pass per batch.
+event loop. Scoring does run torch on the event loop, one forward pass per
+batch.
 """
 
 from __future__ import annotations
@@ -84,10 +85,12 @@ class Worker:
         # trainer thread already keep two cores busy, and more threads per op
         # made a training step several times slower on a 2-core machine.
         torch.set_num_threads(1)
+
         self.settings = settings
         self.ranker_config = ranker_config or RankerConfig()
         self.trainer_config = trainer_config or TrainerConfig()
         self.counters = Counters()
+
         self.app = create_app(settings)
         self.events_topic = self.app.topic(
             settings.events_topic, key_type=bytes, value_type=bytes,
@@ -104,13 +107,16 @@ class Worker:
         )
         self.metrics_topic = self.app.topic(settings.metrics_topic, key_serializer="raw", value_serializer="raw")
         self.drift_topic = self.app.topic(settings.drift_topic, key_serializer="raw", value_serializer="raw")
+
         self.quality_drift = QualityDriftMonitor()
         self.input_drift = InputDriftMonitor()
+
         self.recommender = restore_recommender(
             settings, SequenceStore(self.sequences, self.ranker_config.max_seq_len),
             self.ranker_config, self.trainer_config,
         )
         self.training = TrainingLoop(self.recommender, settings.checkpoint_dir, on_learned=self._on_learned)
+
         self.quality = LiveQuality(k=self.settings.top_k)
         self.latency = LatencyRecorder()
         self._timeline = Timeline()
@@ -298,7 +304,7 @@ class Worker:
         return list(self._alarms)
 
     def recommendation(self, user_id: str) -> dict[str, Any] | None:
-        """The latest recommendation this worker published for ``user_id``."""
+        """Return the latest recommendation this worker published for ``user_id``, or None."""
         return self.quality.recommendation(user_id)
 
     def _stats_view(self) -> type[View]:
