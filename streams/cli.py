@@ -72,7 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(handler=_replay)
 
     tail = commands.add_parser("tail", help="print a topic's messages as JSON lines")
-    tail.add_argument("topic")
+    tail.add_argument("topic", help="the topic to read, such as streamrank.recommendations")
     tail.add_argument("--latest", action="store_true", help="start at the end instead of the beginning")
     tail.add_argument("--max-messages", type=int, help="stop after this many messages")
     tail.add_argument("--idle-timeout-s", type=float, help="stop after this many seconds without a message")
@@ -155,15 +155,20 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from streams.replay import replay_events
     from streams.topics import TopicError, ensure_topics
 
+    speed = _speed(args.speed)
     events = _load(args)
     if events is None:
+        return 1
+    if not events:
+        print(f"error: no valid events in {args.path}: is --format {args.format} the right format?",
+              file=sys.stderr)
         return 1
     try:
         ensure_topics(settings)
     except TopicError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    result = replay_events(settings, events, total=len(events), speed=_speed(args.speed))
+    result = replay_events(settings, events, total=len(events), speed=speed)
     print(f"sent {result.n_sent:,} events to {settings.events_topic} in {result.elapsed_s:.1f} s "
           f"({result.events_per_s:,.0f}/s), {result.n_failed} failed")
     if result.first_error:
@@ -173,20 +178,33 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 def _tail(settings: Settings, args: argparse.Namespace) -> int:
     from streams.tail import tail
+    from streams.topics import TopicError
 
-    tail(settings, args.topic, from_beginning=not args.latest, idle_timeout_s=args.idle_timeout_s,
-         max_messages=args.max_messages, with_metadata=args.metadata)
+    if args.idle_timeout_s is not None and not args.idle_timeout_s > 0:
+        print(f"error: --idle-timeout-s must be a positive number of seconds, got {args.idle_timeout_s}",
+              file=sys.stderr)
+        return 2
+    try:
+        tail(settings, args.topic, from_beginning=not args.latest, idle_timeout_s=args.idle_timeout_s,
+             max_messages=args.max_messages, with_metadata=args.metadata)
+    except TopicError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from streams.demo import DemoOptions, run_demo
 
+    speed = _speed(args.speed)
     events = _load(args)
-    if events is None:
+    if not events:
+        if events is not None:
+            print(f"error: no valid events in {args.data}: is --format {args.format} the right format?",
+                  file=sys.stderr)
         return 1
     options = DemoOptions(
-        drain_timeout_s=args.drain_timeout_s, speed=_speed(args.speed),
+        drain_timeout_s=args.drain_timeout_s, speed=speed,
         inject_invalid=not args.no_invalid, keep_broker=args.keep_broker,
     )
     return run_demo(settings, events, options)
@@ -206,7 +224,7 @@ def _load(args: argparse.Namespace) -> list | None:
         return None
     try:
         result = load_events(path, args.format, limit=args.limit)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, IsADirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
     for row in result.malformed[:MAX_MALFORMED_SHOWN]:

@@ -83,11 +83,15 @@ def run_evaluate(settings: object, args: argparse.Namespace) -> int:
     """
     import torch
 
+    problem = _check_flags(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.torch_threads)
     try:
         events = load_stream(args.format, args.path, limit=args.limit, n_events=args.n_events, seed=args.seed,
                              drift_at=args.drift_at)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, IsADirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if not events:
@@ -204,6 +208,23 @@ def plot_report(report: Report, out_dir: Path, title: str | None = None) -> list
         plt.close(figure)
         paths.append(path)
     return paths
+
+
+def _check_flags(args: argparse.Namespace) -> str | None:
+    """Return what is wrong with the flags, before any slow loading, or None."""
+    if not 0.0 <= args.warmup < 1.0:
+        return f"--warmup must be a fraction in [0, 1), got {args.warmup}"
+    if any(k < 1 for k in args.k):
+        return f"--k values must be at least 1, got {' '.join(map(str, args.k))}"
+    if args.windows < 1:
+        return f"--windows must be at least 1, got {args.windows}"
+    if args.auc_every < 1:
+        return f"--auc-every must be at least 1, got {args.auc_every}"
+    if args.limit is not None and args.limit < 1:
+        return f"--limit must be at least 1, got {args.limit}"
+    if args.format != "synthetic" and args.path is None:
+        return f"--format {args.format} needs the log file: pass its PATH"
+    return None
 
 
 def _file_stem(key: str) -> str:

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from kafka import KafkaConsumer
+from kafka.errors import KafkaTimeoutError
 
 from streams.config import Settings
+from streams.topics import TopicError, topic_exists
 
 __all__ = ["TailedMessage", "iter_messages", "tail"]
 
@@ -31,15 +33,22 @@ def iter_messages(
 
     The consumer joins no group and commits nothing, so tailing never moves
     a worker's offsets. Values that are JSON are decoded; others are given as
-    text, or as None for an empty value.
+    text, or as None for an empty value. Raises :class:`TopicError` when no
+    broker answers or ``topic`` does not exist.
     """
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.bootstrap_list,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-    )
+    if not topic_exists(settings, topic):
+        raise TopicError(f"topic {topic!r} not found on {settings.bootstrap_servers}: "
+                         "list the topics with `streamrank topics`, or check the name")
+    try:
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=settings.bootstrap_list,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+        )
+    except KafkaTimeoutError as exc:
+        raise TopicError(f"no Kafka broker at {settings.bootstrap_servers}: {exc}") from exc
     n_seen = 0
     last_message = time.monotonic()
     try:

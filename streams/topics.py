@@ -16,7 +16,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from streams.config import Settings
 
-__all__ = ["TopicError", "ensure_topics", "topic_partitions", "admin_client"]
+__all__ = ["TopicError", "ensure_topics", "topic_exists", "topic_partitions", "admin_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def admin_client(settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S) -> Ka
         except (KafkaTimeoutError, OSError) as exc:
             if time.monotonic() >= deadline:
                 raise TopicError(
-                    f"no Kafka broker at {settings.bootstrap_servers} after {attempt} attempts: "
+                    f"no Kafka broker at {settings.bootstrap_servers} (tried {attempt} times in {timeout_s:.0f} s): "
                     "start one with `streamrank kafka start` or set STREAMRANK_BOOTSTRAP_SERVERS"
                 ) from exc
             time.sleep(1.0)
@@ -80,6 +80,15 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
             "or delete the topic and its changelog topics"
         )
     return counts
+
+
+def topic_exists(settings: Settings, topic: str) -> bool:
+    """Return True when the broker lists ``topic``; raises :class:`TopicError` when no broker answers."""
+    admin = admin_client(settings)
+    try:
+        return topic in admin.list_topics()
+    finally:
+        admin.close()
 
 
 def topic_partitions(settings: Settings, topic: str) -> int | None:

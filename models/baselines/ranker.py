@@ -109,6 +109,8 @@ class StreamrankRanker(BaseModel):
             "top_k": recommender.config.top_k,
             "popularity_half_life_s": recommender.config.popularity_half_life_s,
             "min_model_version": recommender.config.min_model_version,
+            "adapt_on_drift": recommender.config.adapt_on_drift,
+            "adaptations": recommender.stats.n_adaptations,
             "scorer_version": recommender.scorer_version,
             "n_examples": recommender.stats.n_examples,
             "n_examples_dropped": recommender.stats.n_examples_dropped,
