@@ -166,10 +166,10 @@ def prequential(
 
     Steps per event, in this order, so that no model learns an event before its list is scored:
     1. after warm-up, ask every model for its lists (one per protocol that
-       scores the event) and add their metrics; on every ``auc_every``-th
+       scores the event) and add their metrics. On every ``auc_every``-th
        scored event whose item appeared before, also score that item
        against ``n_auc_negatives`` items drawn uniformly from the items seen
-       so far, none of them the event's item nor one the user has seen;
+       so far. No negative is the event's item or one the user has seen;
     2. let every model learn the event;
     3. record the event's item as seen by the user and known to the stream;
     4. after the last warm-up event, call each model's ``end_warmup``.

@@ -169,7 +169,7 @@ def status(settings: Settings) -> BrokerStatus:
 
 
 def reachable(settings: Settings) -> bool:
-    """Return True when a broker, started here or not, answers on ``settings.kafka_port``."""
+    """Return True when a broker, started here or not, responds on ``settings.kafka_port``."""
     return _metadata_ready(settings.kafka_port)
 
 
@@ -185,7 +185,7 @@ def _format_storage(classpath: str, properties: Path) -> None:
 
 
 def _metadata_ready(port: int) -> bool:
-    """Return True once the broker answers a metadata request, not only a TCP connect."""
+    """Return True once the broker responds to a metadata request, not only to a TCP connect."""
     if not _port_open(port):
         return False
     from kafka import KafkaAdminClient

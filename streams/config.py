@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the broker is, what the topics are called, and where state lives."""
+    """Broker address, topic names, data folder and web settings of every command."""
 
     # STREAMRANK_BOOTSTRAP_SERVERS: comma-separated host:port list of Kafka brokers.
     bootstrap_servers: str = "127.0.0.1:29092"

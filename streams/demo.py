@@ -137,7 +137,7 @@ def _wait_for_worker(settings: Settings, worker: subprocess.Popen[bytes]) -> Non
         if stats is not None and stats["ready"]:
             return
         time.sleep(0.5)
-    raise RuntimeError(f"the worker did not answer on port {settings.web_port} within "
+    raise RuntimeError(f"the worker did not respond on port {settings.web_port} within "
                        f"{WORKER_START_TIMEOUT_S:.0f} s: read {settings.data_dir / 'worker.log'}")
 
 
@@ -152,7 +152,7 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
 
 
 def worker_stats(settings: Settings) -> dict[str, Any] | None:
-    """Return the worker's /stats/ JSON, or None when it does not answer."""
+    """Return the worker's /stats/ JSON, or None when it does not respond."""
     url = f"http://{settings.web_host}:{settings.web_port}/stats/"
     try:
         with urllib.request.urlopen(url, timeout=2) as response:

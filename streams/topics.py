@@ -83,7 +83,7 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
 
 
 def topic_exists(settings: Settings, topic: str) -> bool:
-    """Return True when the broker lists ``topic``; raises :class:`TopicError` when no broker answers."""
+    """Return True when the broker lists ``topic``; raises :class:`TopicError` when no broker responds."""
     admin = admin_client(settings)
     try:
         return topic in admin.list_topics()
