@@ -42,7 +42,8 @@ from typing import Any
 
 import torch
 
-from models.ranker import EVENT_TYPE_IDS, SequentialRanker
+from models.ranker import EVENT_TYPE_IDS, SequentialRanker, pad_sequences
+from models.transitions import Transitions, batch_followers
 from state.vocabulary import ItemVocabulary
 
 __all__ = [
@@ -164,6 +165,8 @@ def explain(
     covisitation: CoVisitation | None = None,
     popular_items: Collection[str] = (),
     max_occluded_items: int = 10,
+    transitions: Transitions | None = None,
+    followers_per_item: int = 30,
 ) -> list[Reason | None]:
     """Return one reason per recommended item, in the order of ``recommended_items``.
 
@@ -177,6 +180,8 @@ def explain(
 
     1. "sequence": the items of the user's sequence that raised the item's
        score, by leave-one-out occlusion, as "because you viewed x and y";
+       otherwise, for an item of the user's own sequence, the item itself,
+       as "because you viewed x";
     2. "bought_after": otherwise the most recent sequence item ``x`` that
        ``covisitation`` counted before the item at least
        ``MIN_BOUGHT_AFTER_COUNT`` times, as "often bought after x";
@@ -186,7 +191,10 @@ def explain(
     Sequence items the model has no embedding for (not in the vocabulary, or
     newer than the snapshot) are left out of the model's input, the same rule
     :meth:`models.recommender.Recommender.rank` applies, so no reason cites
-    them. The model runs in eval mode; its previous mode is restored.
+    them. ``transitions`` and ``followers_per_item``, when the model has a
+    transition bonus, are the counts and setting it was scored with, so that
+    removing an item also removes the bonus of the items that followed it.
+    The model runs in eval mode; its previous mode is restored.
     Raises ValueError for mismatched sequence lengths, an unknown event type,
     or ``max_reasons`` or ``max_occluded_items`` below 1.
 
@@ -202,6 +210,8 @@ def explain(
         covisitation=covisitation,
         popular_items=popular_items,
         max_occluded_items=max_occluded_items,
+        transitions=transitions,
+        followers_per_item=followers_per_item,
     )[0]
 
 
@@ -215,6 +225,8 @@ def explain_batch(
     covisitation: CoVisitation | None = None,
     popular_items: Collection[str] = (),
     max_occluded_items: int = 10,
+    transitions: Transitions | None = None,
+    followers_per_item: int = 30,
 ) -> list[list[Reason | None]]:
     """Return the reasons of :func:`explain` for B users, encoding all of their rows together.
 
@@ -237,12 +249,19 @@ def explain_batch(
             f"got {len(sequences)} sequences but {len(recommended)} recommended lists; "
             "expected one list of recommended items per sequence"
         )
-    contributions = _batch_contributions(model, vocabulary, sequences, recommended, max_occluded_items)
+    contributions = _batch_contributions(
+        model, vocabulary, sequences, recommended, max_occluded_items, transitions, followers_per_item
+    )
     popular = set(popular_items)
-    return [
-        _user_reasons(items, types, recommended_items, user_contributions, max_reasons, covisitation, popular)
-        for (items, types), recommended_items, user_contributions in zip(sequences, recommended, contributions)
-    ]
+    out = []
+    for (items, types), recommended_items, user_contributions in zip(sequences, recommended, contributions):
+        repeatable: set[str] = set()
+        if model.config.repeat_bonus:
+            recent = items[-model.config.max_seq_len :]
+            repeatable = {item for item in recent if _model_row(vocabulary, model.item_capacity, item) is not None}
+        out.append(_user_reasons(items, types, recommended_items, user_contributions, max_reasons, covisitation,
+                                 popular, repeatable))
+    return out
 
 
 def sequence_contributions(
@@ -309,11 +328,17 @@ def _user_reasons(
     max_reasons: int,
     covisitation: CoVisitation | None,
     popular: set[str],
+    repeatable: Collection[str] = (),
 ) -> list[Reason | None]:
+    """Return one reason per recommended item; ``repeatable`` are sequence items the repeat bonus can raise."""
     last_type = dict(zip(sequence_items, sequence_types))  # the most recent event type per item
     reasons: list[Reason | None] = []
     for item in recommended_items:
         reason = _sequence_reason(contributions.get(item, []), last_type, max_reasons)
+        if reason is None and item in repeatable:
+            # An item the user came back to from further back than the occluded
+            # items: the ranker's repeat bonus raised it, so the item itself is the reason.
+            reason = Reason("sequence", _describe([(item, last_type[item])]), (item,))
         if reason is None and covisitation is not None:
             reason = bought_after_reason(covisitation, sequence_items, item)
         if reason is None and item in popular:
@@ -328,6 +353,8 @@ def _batch_contributions(
     sequences: Sequence[tuple[Sequence[str], Sequence[str]]],
     recommended: Sequence[Sequence[str]],
     max_occluded_items: int,
+    transitions: Transitions | None = None,
+    followers_per_item: int = 30,
 ) -> list[dict[str, list[tuple[str, float]]]]:
     """Return :func:`sequence_contributions` for each user, encoding every user's rows together."""
     _check_positive_int("max_occluded_items", max_occluded_items)
@@ -336,7 +363,7 @@ def _batch_contributions(
         _plan_occlusion(vocabulary, capacity, max_len, b, items, types, recommended_items, max_occluded_items)
         for b, ((items, types), recommended_items) in enumerate(zip(sequences, recommended))
     ]
-    drops = iter(_logit_drops(model, [plan for plan in plans if plan is not None]))
+    drops = iter(_logit_drops(model, [plan for plan in plans if plan is not None], transitions, followers_per_item))
 
     out: list[dict[str, list[tuple[str, float]]]] = []
     for plan in plans:
@@ -389,7 +416,12 @@ def _plan_occlusion(
 
 
 @torch.no_grad()
-def _logit_drops(model: SequentialRanker, plans: list[_OcclusionPlan]) -> list[list[list[float]]]:
+def _logit_drops(
+    model: SequentialRanker,
+    plans: list[_OcclusionPlan],
+    transitions: Transitions | None = None,
+    followers_per_item: int = 30,
+) -> list[list[list[float]]]:
     """Return, per plan, the (U, K) drops of its targets' logits when each occluded item is removed.
 
     The R = sum of (U + 1) rows of all plans are encoded together. Each row
@@ -414,12 +446,17 @@ def _logit_drops(model: SequentialRanker, plans: list[_OcclusionPlan]) -> list[l
     was_training = model.training
     model.eval()
     try:
-        hidden = _encode_by_length(
-            model,
-            [rows for plan in plans for rows in plan.item_rows],
-            [type_ids for plan in plans for type_ids in plan.type_ids],
-        )  # (R, D)
-        scores = model.logits(hidden, candidate_rows).float().cpu()  # (R, K)
+        item_rows = [rows for plan in plans for rows in plan.item_rows]
+        type_ids = [ids for plan in plans for ids in plan.type_ids]
+        hidden = _encode_by_length(model, item_rows, type_ids)  # (R, D)
+        scores = model.logits(hidden, candidate_rows)  # (R, K)
+        if model.config.repeat_bonus:
+            items, types = pad_sequences(item_rows, type_ids, max(1, max(map(len, item_rows))))  # (R, W)
+            scores = scores + model.history_bonus(items.to(device), types.to(device), hidden, candidate_rows)
+        if model.config.transition_bonus and transitions is not None:
+            followers = [transitions.followers(rows, followers_per_item) for rows in item_rows]
+            scores = scores + model.follower_bonus(*batch_followers(followers, model.item_capacity), candidate_rows)
+        scores = scores.float().cpu()
     finally:
         model.train(was_training)
 

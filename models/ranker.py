@@ -8,7 +8,18 @@ position L-1 and its hidden state scores the next item.
 The input at each position is the item embedding scaled by sqrt(D), plus the
 event-type embedding, plus (transformer only) a learned position embedding.
 The encoder is a causal pre-norm transformer or an LSTM, followed by a final
-LayerNorm. Logits are tied to the item embeddings: ``logits = hidden @ E.T``.
+LayerNorm. Logits are tied to the item embeddings, times one learned scalar:
+``logits = scale * hidden @ E.T``.
+
+Repeat consumption dominates e-commerce logs: most events revisit an item the
+user touched minutes before. With ``repeat_bonus`` on, :meth:`SequentialRanker.score`
+adds a learned bonus to every item already in the input sequence, a sum of
+scalars looked up by how recently the item occurred, the event type of its last
+occurrence and how often it occurred, plus a term linear in the hidden state
+that learns when this user is about to repeat. With ``transition_bonus`` on,
+it also adds learned weights times count features of the items that followed
+the user's last few items in anyone's sequence (see :mod:`models.transitions`).
+Both bonuses start at zero, so an untrained model scores like one without them.
 
 Shape letters: B batch, L sequence length, D width, C candidates per row,
 N item embedding rows (the item capacity, padding row included).
@@ -24,6 +35,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from models.transitions import FEATURES as TRANSITION_FEATURES
+from models.transitions import LAGS as TRANSITION_LAGS
+
 __all__ = [
     "ENCODERS",
     "EVENT_TYPE_IDS",
@@ -37,6 +51,8 @@ EVENT_TYPE_IDS = {"view": 1, "click": 2, "add_to_cart": 3, "purchase": 4, "ratin
 ENCODERS = ("transformer", "lstm")
 # Width of the transformer's feed-forward layer, as a multiple of D.
 FEEDFORWARD_MULTIPLIER = 4
+# Occurrence counts above this share the last repeat-count bucket.
+REPEAT_COUNT_BUCKETS = 5
 # Seeds are kept below 2**31 so that (seed << 32) + row still fits a signed 64-bit seed.
 MAX_SEED = 2**31 - 1
 
@@ -58,6 +74,8 @@ class RankerConfig:
     n_heads: int = 2
     dropout: float = 0.1
     initial_item_capacity: int = 1024
+    repeat_bonus: bool = True
+    transition_bonus: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -74,6 +92,9 @@ class RankerConfig:
                 f"invalid RankerConfig: dim {self.dim} is not divisible by n_heads {self.n_heads}; "
                 "choose dim as a multiple of n_heads"
             )
+        for name in ("repeat_bonus", "transition_bonus"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"invalid RankerConfig.{name} {getattr(self, name)!r}: expected true or false")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"invalid RankerConfig.dropout {self.dropout!r}: expected a value in [0, 1)")
 
@@ -136,6 +157,20 @@ class SequentialRanker(nn.Module):
                     dropout=config.dropout if config.n_layers > 1 else 0.0,
                 )
             self.final_norm = nn.LayerNorm(dim)
+            # Multiplies the tied logits. It trains with the bonuses, at their
+            # faster rate, so a young model can turn down its noisy embedding
+            # scores and let the count-based bonuses rank.
+            self.logit_scale = nn.Parameter(torch.ones(()))
+            if config.repeat_bonus:
+                self.repeat_recency = nn.Embedding(config.max_seq_len, 1)
+                self.repeat_type = nn.Embedding(len(EVENT_TYPE_IDS) + 1, 1)
+                self.repeat_count = nn.Embedding(REPEAT_COUNT_BUCKETS + 1, 1)
+                self.repeat_gate = nn.Linear(dim, 1)
+                for parameter in (self.repeat_recency.weight, self.repeat_type.weight,
+                                  self.repeat_count.weight, self.repeat_gate.weight, self.repeat_gate.bias):
+                    nn.init.zeros_(parameter)
+            if config.transition_bonus:
+                self.transition_weight = nn.Parameter(torch.zeros(TRANSITION_LAGS, TRANSITION_FEATURES))
             # Item rows ~ N(0, 1/D), so the scaled input sqrt(D) * E has unit variance.
             nn.init.normal_(self.item_emb.weight, std=dim**-0.5)
             with torch.no_grad():
@@ -174,7 +209,14 @@ class SequentialRanker(nn.Module):
             raise ValueError("state dict has no 'item_emb.weight'; expected a SequentialRanker state_dict()")
         model = cls(config)
         model._resize_items(state["item_emb.weight"].shape[0])
-        model.load_state_dict(state)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        # A checkpoint saved before the bonuses existed lacks only their
+        # parameters; they keep their zero start, which scores as that model did.
+        missing = [key for key in missing if not key.startswith(("repeat_", "transition_", "logit_scale"))]
+        if missing or unexpected:
+            raise ValueError(
+                f"state dict does not match the config: missing {missing}, unexpected {unexpected}"
+            )
         return model
 
     def encode(self, item_seqs: Tensor, type_seqs: Tensor) -> Tensor:
@@ -213,6 +255,7 @@ class SequentialRanker(nn.Module):
         Returns (B, C) or (B, N). The (B, N) form includes row 0, padding, which
         callers must mask.
         """
+        hidden = hidden * self.logit_scale
         if candidates is None:
             return hidden @ self.item_emb.weight.T  # (B, N)
         if candidates.dim() != 2 or candidates.shape[0] != hidden.shape[0]:
@@ -221,6 +264,78 @@ class SequentialRanker(nn.Module):
             )
         embedded = self.item_emb(candidates)  # (B, C, D)
         return torch.einsum("bcd,bd->bc", embedded, hidden)  # (B, C)
+
+    def score(
+        self,
+        item_seqs: Tensor,
+        type_seqs: Tensor,
+        candidates: Tensor | None = None,
+        followers: tuple[Tensor, Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """Score the next item of each sequence: (B, L) ids to (B, C) or, without candidates, (B, N).
+
+        The tied logits, plus with ``repeat_bonus`` the bonus of items already
+        in the sequence, plus with ``transition_bonus`` and ``followers`` (rows,
+        lags and features from :func:`models.transitions.batch_followers`) the
+        bonus of items that followed the user's recent ones. As with
+        :meth:`logits`, the (B, N) form includes row 0.
+        """
+        hidden = self.last_hidden(item_seqs, type_seqs)  # (B, D)
+        logits = self.logits(hidden, candidates)
+        if self.config.repeat_bonus:
+            logits = logits + self.history_bonus(item_seqs, type_seqs, hidden, candidates)
+        if self.config.transition_bonus and followers is not None:
+            logits = logits + self.follower_bonus(*followers, candidates)
+        return logits
+
+    def follower_bonus(self, rows: Tensor, lags: Tensor, features: Tensor, candidates: Tensor | None = None) -> Tensor:
+        """Return the transition bonus of each candidate, (B, C), or of every row, (B, N).
+
+        ``rows`` and ``lags`` are (B, E), ``features`` (B, E, F); entries at
+        row 0 are padding. An item listed at several lags gets the sum.
+        """
+        if not self.config.transition_bonus:
+            raise ValueError("this ranker has no transition bonus: it was built with RankerConfig.transition_bonus false")
+        rows, lags, features = (tensor.to(self.transition_weight.device) for tensor in (rows, lags, features))
+        entry_bonus = (features * self.transition_weight[lags]).sum(dim=-1) * (rows != 0)  # (B, E)
+        if candidates is None:
+            dense = torch.zeros(rows.shape[0], self.item_capacity, dtype=entry_bonus.dtype, device=rows.device)
+            return dense.scatter_add(1, rows, entry_bonus)  # (B, N)
+        match = candidates.unsqueeze(2) == rows.unsqueeze(1)  # (B, C, E)
+        return torch.einsum("bce,be->bc", match.to(entry_bonus.dtype), entry_bonus)  # (B, C)
+
+    def history_bonus(
+        self, item_seqs: Tensor, type_seqs: Tensor, hidden: Tensor, candidates: Tensor | None = None
+    ) -> Tensor:
+        """Return the repeat bonus of each candidate, (B, C), or of every row, (B, N); 0 outside the sequence.
+
+        ``hidden`` is the last hidden state of the same sequences, (B, D).
+        Recency counts positions back from the most recent one, so it does not
+        depend on how much left padding there is. Raises ValueError when the
+        model was built with ``repeat_bonus`` off.
+        """
+        if not self.config.repeat_bonus:
+            raise ValueError("this ranker has no repeat bonus: it was built with RankerConfig.repeat_bonus false")
+        B, L = item_seqs.shape
+        real = item_seqs != 0  # (B, L)
+        steps = torch.arange(L, device=item_seqs.device)
+        same = (item_seqs.unsqueeze(2) == item_seqs.unsqueeze(1)) & real.unsqueeze(1)  # (B, L, L)
+        count = same.sum(dim=2)  # (B, L) occurrences of the item at each position
+        repeated_later = same & (steps.view(1, 1, L) > steps.view(1, L, 1))  # (B, L, L)
+        last = real & ~repeated_later.any(dim=2)  # (B, L) the most recent occurrence of each item
+        distance = (L - 1 - steps).clamp(max=self.config.max_seq_len - 1)  # (L,)
+        bonus = (
+            self.repeat_recency(distance).view(1, L)
+            + self.repeat_type(type_seqs).squeeze(-1)
+            + self.repeat_count(count.clamp(max=REPEAT_COUNT_BUCKETS)).squeeze(-1)
+            + self.repeat_gate(hidden)  # (B, 1)
+        )  # (B, L)
+        bonus = bonus * last
+        if candidates is None:
+            dense = torch.zeros(B, self.item_capacity, dtype=bonus.dtype, device=bonus.device)  # (B, N)
+            return dense.scatter_add(1, item_seqs, bonus)
+        match = (candidates.unsqueeze(2) == item_seqs.unsqueeze(1)) & last.unsqueeze(1)  # (B, C, L)
+        return torch.einsum("bcl,bl->bc", match.to(bonus.dtype), bonus)  # (B, C)
 
     def _resize_items(self, capacity: int) -> None:
         old = self.item_emb.weight
@@ -346,8 +461,7 @@ def top_k(
     was_training = model.training
     model.eval()
     try:
-        hidden = model.last_hidden(items.to(device), types.to(device))  # (1, D)
-        scores = model.logits(hidden)[0, :n_rows].float().cpu()  # (N,)
+        scores = model.score(items.to(device), types.to(device))[0, :n_rows].float().cpu()  # (N,)
     finally:
         model.train(was_training)
 

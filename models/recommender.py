@@ -28,6 +28,7 @@ import torch
 from models.explain import POPULAR_NOW, CoVisitation, Reason, explain_batch
 from models.ranker import EVENT_TYPE_IDS, RankerConfig, SequentialRanker, pad_sequences
 from models.trainer import Example, LearnResult, OnlineTrainer, TrainerConfig
+from models.transitions import Transitions, batch_followers
 from state.sequences import SequenceStore, UserSequence
 from state.vocabulary import EVENT_TYPE_WEIGHTS, ItemVocabulary, Popularity
 from streams.events import Event
@@ -59,6 +60,11 @@ class RecommenderConfig:
     adapt_lr_multiplier: float = 3.0
     adapt_steps: int = 100
     adapt_replay_ratio: float = 0.0
+    # Followers listed per recent item for the ranker's transition bonus.
+    followers_per_item: int = 30
+    # Each event counts as a follower of the user's last transition_window
+    # distinct items, the one d steps back with weight 1 / d.
+    transition_window: int = 5
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,7 @@ class Recommender:
         self.vocabulary = vocabulary or ItemVocabulary()
         self.popularity = Popularity(self.config.popularity_half_life_s)
         self.covisitation = CoVisitation()
+        self.transitions = Transitions()
         self.trainer = OnlineTrainer(SequentialRanker(ranker_config), trainer_config)
         self.scorer = self.trainer.snapshot()
         self.scorer_version = self.trainer.version
@@ -175,11 +182,22 @@ class Recommender:
                 self.covisitation.update(previous, event.item_id)
 
         if len(before):
+            prefix = tuple(self.vocabulary.add(item) for item in before.items)
+            # Followers are read before this event is counted, as they were when it was scored.
+            followers = self.transitions.followers(prefix, self.config.followers_per_item)
             self._queue(Example(
-                item_seq=tuple(self.vocabulary.add(item) for item in before.items),
+                item_seq=prefix,
                 type_seq=tuple(EVENT_TYPE_IDS[t] for t in before.types),
                 target=target,
+                followers=followers if self.ranker_config.transition_bonus else None,
             ))
+            recent: list[int] = []
+            for row in reversed(prefix):
+                if row not in recent:
+                    recent.append(row)
+                    self.transitions.update(row, target, 1.0 / len(recent))
+                    if len(recent) == self.config.transition_window:
+                        break
         return Observation(event, before, after, appended=True)
 
     def recommend(self, observations: list[Observation], now: float | None = None) -> list[Recommendation]:
@@ -232,6 +250,8 @@ class Recommender:
             covisitation=self.covisitation,
             popular_items=popular_now,
             max_occluded_items=self.config.max_occluded_items,
+            transitions=self.transitions,
+            followers_per_item=self.config.followers_per_item,
         )
         out = dict(by_id)
         for obs, user_reasons in zip(explained, reasons):
@@ -284,6 +304,19 @@ class Recommender:
         self.stats.n_trained += result.n_examples
         self.stats.learn_ms_total += result.elapsed_ms
 
+    def follower_inputs(
+        self, sequences: list[UserSequence], n_rows: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Return the transition-bonus inputs of ``sequences`` for rows below ``n_rows``; None when the bonus is off."""
+        if not self.ranker_config.transition_bonus:
+            return None
+        max_len = self.ranker_config.max_seq_len
+        followers = []
+        for seq in sequences:
+            rows = [row for item in seq.items[-max_len:] if (row := self.vocabulary.row(item)) is not None]
+            followers.append(self.transitions.followers(rows, self.config.followers_per_item))
+        return batch_followers(followers, n_rows)
+
     def _queue(self, example: Example) -> None:
         self.pending.append(example)
         self.stats.n_examples += 1
@@ -320,8 +353,8 @@ class Recommender:
         # longest sequence of the batch gives the same scores for less work.
         pad_len = max(1, max(len(seq) for seq in item_seqs))
         log_seqs, type_tensor = pad_sequences(item_seqs, type_seqs, pad_len)  # (B, L)
-        hidden = model.last_hidden(log_seqs, type_tensor)  # (B, D)
-        logits = model.logits(hidden)[:, :n_rows]  # (B, N)
+        logits = model.score(log_seqs, type_tensor, followers=self.follower_inputs(sequences, n_rows))
+        logits = logits[:, :n_rows]  # (B, N)
         logits[:, 0] = -torch.inf
         for b, seq in enumerate(sequences):
             excluded = set(seq.purchased)

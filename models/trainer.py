@@ -2,16 +2,20 @@
 
 An example is a user's prefix (item rows, oldest first) and the row of the
 item that came next. The ranker encodes the prefix, takes the hidden state at
-the most recent position and scores the target against negatives drawn
-uniformly from the known rows (sampled softmax). Because the draw is uniform,
-every negative has the same sampling probability, so the logits need no
-log-probability correction.
+the most recent position and scores the target against the items of its own
+prefix, the items that followed its recent items (see :mod:`models.transitions`)
+and negatives drawn uniformly from the known rows (sampled softmax). The
+first two are always candidates, so the ranker's repeat and transition
+bonuses learn how much such an item should win over the rest of the
+catalogue; a log-Q correction weights each uniform draw for the rows it
+stands for.
 
 Each step also replays older examples from a reservoir sample of the stream,
 which keeps the model from forgetting items that have gone quiet.
 
-Shape letters: B batch, L sequence length, D width, C candidates per example
-(the target plus n_negatives).
+Shape letters: B batch, L sequence length, D width, E follower entries,
+A = L + E rows always among the candidates, S uniform negatives, C candidates
+per example (the target, A and S).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -29,10 +33,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.ranker import SequentialRanker, pad_sequences
+from models.transitions import Followers, batch_followers
 
 __all__ = ["Example", "LearnResult", "OnlineTrainer", "TrainerConfig"]
 
 MAX_SEED = 2**63 - 1
+# Parameter names of the ranker's bonus scalars, trained at bonus_lr_multiplier.
+BONUS_PREFIXES = ("repeat_", "transition_", "logit_scale")
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ class TrainerConfig:
     global L2 norm of the gradient.
     """
 
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-2
     weight_decay: float = 0.0
     batch_size: int = 64
     max_batch_wait_ms: int = 200
@@ -56,6 +63,10 @@ class TrainerConfig:
     replay_capacity: int = 20_000
     replay_ratio: float = 0.5
     grad_clip_norm: float = 1.0
+    # The ranker's repeat and transition bonuses and its logit scale are a few
+    # scalars, each of which Adam moves by about one learning rate per step;
+    # they train this many times faster so they settle within a few hundred steps.
+    bonus_lr_multiplier: float = 10.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -67,6 +78,7 @@ class TrainerConfig:
         _check_int("replay_capacity", self.replay_capacity, minimum=0)
         _check_number("replay_ratio", self.replay_ratio, minimum=0.0)
         _check_number("grad_clip_norm", self.grad_clip_norm, minimum=0.0, inclusive=False)
+        _check_number("bonus_lr_multiplier", self.bonus_lr_multiplier, minimum=0.0, inclusive=False)
         _check_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,13 +102,17 @@ class Example:
     """One training example: a prefix of item rows and event types, and the next item's row.
 
     ``weight`` scales the example's loss, for example to count a purchase more
-    than a view.
+    than a view. ``followers`` are the transition counts of the prefix's
+    recent items as they stood when the example was made, before its own
+    target was counted, so the transition bonus never learns from a count
+    that already includes the answer.
     """
 
     item_seq: tuple[int, ...]
     type_seq: tuple[int, ...]
     target: int
     weight: float = 1.0
+    followers: Followers | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.item_seq) != len(self.type_seq):
@@ -146,9 +162,12 @@ class OnlineTrainer:
         self.model = model
         self.config = config
         self.version = 0  # optimizer steps taken
-        self._optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
+        bonus = [param for name, param in model.named_parameters() if name.startswith(BONUS_PREFIXES)]
+        rest = [param for name, param in model.named_parameters() if not name.startswith(BONUS_PREFIXES)]
+        groups = [{"params": rest, "lr_scale": 1.0}]
+        if bonus:
+            groups.append({"params": bonus, "lr_scale": config.bonus_lr_multiplier})
+        self._optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
         self._item_param = model.item_emb.weight
         self._generator = torch.Generator().manual_seed(config.seed)  # negatives and dropout seeds
         self._adapt_steps_left = 0
@@ -187,7 +206,7 @@ class OnlineTrainer:
         replay_ratio = self._adapt_replay_ratio if adapting else self.config.replay_ratio
         multiplier = self._adapt_lr_multiplier if adapting else 1.0
         for group in self._optimizer.param_groups:
-            group["lr"] = self.config.learning_rate * multiplier
+            group["lr"] = self.config.learning_rate * multiplier * group["lr_scale"]
         if adapting:
             self._adapt_steps_left -= 1
 
@@ -270,17 +289,38 @@ class OnlineTrainer:
             [list(example.type_seq) for example in batch],
             self.model.config.max_seq_len,
         )  # (B, L)
-        targets = torch.tensor([example.target for example in batch])  # (B,)
+        items, types = items.to(device), types.to(device)
+        targets = torch.tensor([example.target for example in batch], device=device)  # (B,)
         weights = torch.tensor([example.weight for example in batch], device=device)  # (B,)
-        negatives = torch.randint(1, n_items, (len(batch), self.config.n_negatives), generator=generator)  # (B, C-1)
-        candidates = torch.cat([targets.unsqueeze(1), negatives], dim=1).to(device)  # (B, C)
+        followers = None
+        follower_rows = torch.zeros(len(batch), 0, dtype=torch.long, device=device)  # (B, E)
+        if self.model.config.transition_bonus and any(example.followers is not None for example in batch):
+            followers = batch_followers([example.followers for example in batch], n_items)
+            follower_rows = followers[0].to(device)
+        n_sampled = self.config.n_negatives
+        negatives = torch.randint(1, n_items, (len(batch), n_sampled), generator=generator).to(device)  # (B, S)
+        # Candidates: the target, then the rows every example always competes
+        # with (its own items and the followers of its recent items), then
+        # uniform negatives.
+        always = torch.cat([items, follower_rows], dim=1)  # (B, A)
+        candidates = torch.cat([targets.unsqueeze(1), always, negatives], dim=1)  # (B, C)
+        n_always = always.shape[1]
+        in_always = (candidates.unsqueeze(2) == always.unsqueeze(1)).any(dim=2) & (candidates != 0)  # (B, C)
 
-        hidden = self.model.last_hidden(items.to(device), types.to(device))  # (B, D)
-        logits = self.model.logits(hidden, candidates)  # (B, C)
-        # A negative that equals the target is an accidental hit: it would push the target down.
-        hits = candidates == candidates[:, :1]  # (B, C)
-        hits[:, 0] = False
-        logits = logits.masked_fill(hits, -math.inf)
+        logits = self.model.score(items, types, candidates, followers)  # (B, C)
+        # Log-Q correction (sampled softmax): a uniform draw stands for
+        # (n_items - 1) / S rows, while a row that is always a candidate stands for itself.
+        correction = math.log((n_items - 1) / n_sampled)
+        logits = logits + torch.where(in_always, 0.0, correction)
+        # Mask padding, a candidate equal to the target (it would push the
+        # target down), a row listed twice and a negative that is always a candidate.
+        repeated = torch.zeros_like(in_always)
+        repeated[:, 1 : 1 + n_always] = ~_first_occurrence(always)
+        sampled = torch.zeros_like(in_always)
+        sampled[:, 1 + n_always :] = True
+        blocked = (candidates == 0) | (candidates == candidates[:, :1]) | repeated | (in_always & sampled)
+        blocked[:, 0] = False
+        logits = logits.masked_fill(blocked, -math.inf)
         labels = torch.zeros(len(batch), dtype=torch.long, device=device)  # (B,) the target is candidate 0
         losses = F.cross_entropy(logits, labels, reduction="none")  # (B,)
         return (losses * weights).sum() / weights.sum()
@@ -348,6 +388,14 @@ class OnlineTrainer:
                 )
         if sum(example.weight for example in examples) <= 0:
             raise ValueError("every example has weight 0; expected at least one positive weight")
+
+
+def _first_occurrence(candidates: Tensor) -> Tensor:
+    """Return a (B, C) mask that is True where a row's value has not appeared earlier in that row."""
+    C = candidates.shape[1]
+    earlier = torch.ones(C, C, dtype=torch.bool, device=candidates.device).tril(diagonal=-1)  # (C, C)
+    same = candidates.unsqueeze(2) == candidates.unsqueeze(1)  # (B, C, C)
+    return ~(same & earlier).any(dim=2)
 
 
 def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:

@@ -2,7 +2,9 @@
 
 Version ``v`` is two files in one directory:
 
-- ``model-v{v:08d}.pt``: ``torch.save`` of the model's ``state_dict()``;
+- ``model-v{v:08d}.pt``: ``torch.save`` of the model's ``state_dict()``, plus
+  any extra state tensors (such as transition counts) under keys that start
+  with ``extra:``;
 - ``model-v{v:08d}.json``: the ranker and trainer configs, the item ids in row
   order, the seed, ``created_at`` (Unix seconds) and the SHA-256 of the ``.pt``.
 
@@ -30,7 +32,7 @@ import pickle
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MAX_VERSION = 99_999_999
+EXTRA_PREFIX = "extra:"
 _NAME = re.compile(r"^model-v(\d{8})\.(pt|json)$")
 # Each metadata key, the Python types its JSON value may load as, and that JSON type's name.
 _METADATA_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
@@ -73,6 +76,7 @@ class Checkpoint:
     seed: int
     created_at: float
     path: Path
+    extra_state: dict[str, Tensor] = field(default_factory=dict)
 
 
 def save_checkpoint(
@@ -85,11 +89,13 @@ def save_checkpoint(
     items: list[str],
     seed: int,
     keep_last: int = 3,
+    extra_state: dict[str, Tensor] | None = None,
 ) -> Path:
     """Write checkpoint ``version`` to ``directory`` and return the path of its ``.pt`` file.
 
     ``items`` are the item ids in embedding row order, with ``items[0] == ""``
-    for the padding row. Saving an existing version replaces it. After the
+    for the padding row. ``extra_state`` tensors are saved beside the weights
+    and come back as :attr:`Checkpoint.extra_state`. Saving an existing version replaces it. After the
     write, all but the ``keep_last`` newest versions are deleted.
     Raises ValueError for a ``version`` outside 0..MAX_VERSION, ``keep_last`` below 1, or
     ``items[0]`` other than ``""``.
@@ -106,7 +112,9 @@ def save_checkpoint(
     weights_path, metadata_path = _paths(directory, version)
 
     buffer = io.BytesIO()
-    torch.save({name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}, buffer)
+    tensors = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    tensors.update({EXTRA_PREFIX + name: tensor.detach().cpu() for name, tensor in (extra_state or {}).items()})
+    torch.save(tensors, buffer)
     weights = buffer.getvalue()
     metadata = {
         "format_version": FORMAT_VERSION,
@@ -157,15 +165,18 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if not isinstance(state, dict):
         raise CheckpointError(f"{weights_path}: expected a state_dict, got {type(state).__name__}")
 
+    extra = {name[len(EXTRA_PREFIX):]: tensor for name, tensor in state.items() if name.startswith(EXTRA_PREFIX)}
+    model_state = {name: tensor for name, tensor in state.items() if not name.startswith(EXTRA_PREFIX)}
     return Checkpoint(
         version=version,
-        model_state=state,
+        model_state=model_state,
         ranker_config=metadata["ranker_config"],
         trainer_config=metadata["trainer_config"],
         items=metadata["items"],
         seed=metadata["seed"],
         created_at=metadata["created_at"],
         path=weights_path,
+        extra_state=extra,
     )
 
 

@@ -17,9 +17,12 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import torch
+
 from models.ranker import RankerConfig
 from models.recommender import Recommender, RecommenderConfig
 from models.trainer import LearnResult, TrainerConfig
+from models.transitions import Transitions
 from state.checkpoints import load_latest, save_checkpoint
 from state.sequences import SequenceStore
 from state.vocabulary import ItemVocabulary
@@ -59,6 +62,8 @@ def restore_recommender(
     )
     if checkpoint is not None:
         recommender.restore(checkpoint.model_state, checkpoint.version)
+        if checkpoint.extra_state:
+            recommender.transitions = Transitions.from_tensors(checkpoint.extra_state)
         logger.info("restored checkpoint version=%d items=%d path=%s",
                     checkpoint.version, len(vocabulary) - 1, checkpoint.path)
     return recommender
@@ -111,11 +116,20 @@ class TrainingLoop:
             await self.on_learned(result)
 
             if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
-                await loop.run_in_executor(self.executor, self.save_checkpoint)
+                # The counts change on the event loop, so they are copied here, not on the thread.
+                extra_state = self.recommender.transitions.to_tensors()
+                await loop.run_in_executor(self.executor, self.save_checkpoint, extra_state)
 
-    def save_checkpoint(self) -> None:
-        """Write a checkpoint of the trainer's model and the vocabulary; blocks while a step runs."""
+    def save_checkpoint(self, extra_state: dict[str, torch.Tensor] | None = None) -> None:
+        """Write a checkpoint of the trainer's model, the vocabulary and the transition counts.
+
+        Blocks while a step runs. ``extra_state`` is the counts as
+        :meth:`models.transitions.Transitions.to_tensors` returned them; when
+        None they are read here, which is safe only on the event loop's thread.
+        """
         recommender = self.recommender
+        if extra_state is None:
+            extra_state = recommender.transitions.to_tensors()
         with recommender.learn_lock:
             path = save_checkpoint(
                 self.checkpoint_dir,
@@ -125,6 +139,7 @@ class TrainingLoop:
                 trainer_config=recommender.trainer_config.to_dict(),
                 items=recommender.vocabulary.items,
                 seed=recommender.ranker_config.seed,
+                extra_state=extra_state,
             )
         self._last_checkpoint = time.monotonic()
         logger.info("saved checkpoint version=%d path=%s", recommender.trainer.version, path)

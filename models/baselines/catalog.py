@@ -39,6 +39,7 @@ class ComparisonConfig:
     seed: int = 0
     ranker: RankerConfig = field(default_factory=RankerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    serving: RecommenderConfig = field(default_factory=RecommenderConfig)
     popularity_half_life_s: float = DEFAULT_HALF_LIFE_S
     session_gap_s: float = DEFAULT_SESSION_GAP_S
     n_epochs: int = DEFAULT_EPOCHS
@@ -52,7 +53,7 @@ class ComparisonConfig:
         return replace(self.trainer, seed=self.seed)
 
     def recommender(self) -> RecommenderConfig:
-        return RecommenderConfig(popularity_half_life_s=self.popularity_half_life_s)
+        return replace(self.serving, popularity_half_life_s=self.popularity_half_life_s)
 
 
 def _streamrank(config: ComparisonConfig) -> BaseModel:

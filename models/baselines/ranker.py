@@ -97,8 +97,8 @@ class StreamrankRanker(BaseModel):
         rows = [recommender.vocabulary.row(item) for item in items]
         known = [row is not None and 0 < row < n_rows for row in rows]
         candidates = torch.tensor([[row if ok else 0 for row, ok in zip(rows, known)]])  # (1, C)
-        hidden = model.last_hidden(log_seqs, type_seqs)  # (1, D)
-        logits = model.logits(hidden, candidates)[0].tolist()  # (C,)
+        followers = recommender.follower_inputs([sequence], n_rows)
+        logits = model.score(log_seqs, type_seqs, candidates, followers)[0].tolist()  # (C,)
         return [logit if ok else -float("inf") for logit, ok in zip(logits, known)]
 
     def describe(self) -> dict[str, Any]:

@@ -284,7 +284,7 @@ def _padded_contributions(model, vocabulary, items, types, recommended, max_occl
     )  # (U+1, L)
     candidates = torch.tensor([[vocabulary.row(item) for item in recommended]] * len(variants))  # (U+1, K)
     with torch.no_grad():
-        scores = model.logits(model.last_hidden(item_seqs, type_seqs), candidates)  # (U+1, K)
+        scores = model.score(item_seqs, type_seqs, candidates)  # (U+1, K)
     drops = scores[:1] - scores[1:]  # (U, K)
     return {item: dict(zip(distinct, drops[:, k].tolist())) for k, item in enumerate(recommended)}
 
@@ -456,3 +456,12 @@ def test_covisitation_top_after_breaks_ties_by_id():
 def test_reason_rejects_unknown_kind():
     with pytest.raises(ValueError, match="'trending'"):
         Reason("trending", "trending now")
+
+
+def test_own_item_without_contribution_cites_itself():
+    # No occluded item raised "a", but the repeat bonus can: the item is its own reason.
+    reasons = models.explain._user_reasons(
+        ["a", "b"], ["add_to_cart", "view"], ["a", "c"], {}, max_reasons=2, covisitation=None, popular=set(),
+        repeatable={"a", "b"},
+    )
+    assert reasons == [Reason("sequence", "because you added a to your cart", ("a",)), None]

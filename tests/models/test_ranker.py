@@ -327,3 +327,85 @@ def test_top_k_deterministic_in_train_mode():
     first = top_k(model, [3, 4], [1, 2], k=3, n_items=10)
     second = top_k(model, [3, 4], [1, 2], k=3, n_items=10)
     assert first == second
+
+
+# --- repeat bonus ---
+
+
+def trained_bonus_model(**overrides) -> SequentialRanker:
+    """A model whose repeat parameters are set away from their zero start, so the bonus is visible."""
+    model = tiny_model(**overrides)
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.startswith("repeat_"):
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def test_repeat_bonus_starts_at_zero():
+    model = tiny_model()
+    items, types = pad_sequences([[3, 4, 3]], [[1, 2, 4]], 6)
+    hidden = model.last_hidden(items, types)
+    assert torch.equal(model.score(items, types), model.logits(hidden))
+
+
+def test_repeat_bonus_only_on_items_in_the_sequence():
+    model = trained_bonus_model()
+    items, types = pad_sequences([[3, 4, 3], [5]], [[1, 2, 4], [1]], 6)
+    hidden = model.last_hidden(items, types)
+    bonus = model.history_bonus(items, types, hidden)  # (2, N)
+    assert bonus[0].nonzero().flatten().tolist() == [3, 4]
+    assert bonus[1].nonzero().flatten().tolist() == [5]
+
+
+def test_repeat_bonus_candidates_match_full_rows_and_ignore_padding():
+    model = trained_bonus_model()
+    seqs, types = [[3, 4, 3, 7], [5, 6]], [[1, 2, 4, 1], [1, 3]]
+    short = pad_sequences(seqs, types, 4)
+    long = pad_sequences(seqs, types, 12)
+    candidates = torch.tensor([[3, 4, 7, 9], [5, 6, 1, 2]])
+    full = model.score(*short)
+    picked = model.score(*short, candidates)
+    assert torch.allclose(picked, full.gather(1, candidates), atol=1e-5)
+    assert torch.allclose(model.score(*long, candidates), picked, atol=1e-5)
+
+
+def test_repeat_bonus_uses_the_last_occurrence():
+    # Item 3 was seen long ago and again most recently: its bonus is that of
+    # the most recent position, counted twice, with the last event type.
+    model = trained_bonus_model()
+    items, types = pad_sequences([[3, 4, 3]], [[1, 2, 4]], 3)
+    hidden = model.last_hidden(items, types)
+    bonus = model.history_bonus(items, types, hidden)[0]
+    gate = model.repeat_gate(hidden)[0, 0]
+    expected_3 = model.repeat_recency.weight[0, 0] + model.repeat_type.weight[4, 0] + model.repeat_count.weight[2, 0]
+    expected_4 = model.repeat_recency.weight[1, 0] + model.repeat_type.weight[2, 0] + model.repeat_count.weight[1, 0]
+    assert torch.isclose(bonus[3], expected_3 + gate)
+    assert torch.isclose(bonus[4], expected_4 + gate)
+
+
+def test_no_repeat_bonus_scores_by_logits_only():
+    model = tiny_model(repeat_bonus=False)
+    items, types = pad_sequences([[3, 4, 3]], [[1, 2, 4]], 6)
+    assert torch.equal(model.score(items, types), model.logits(model.last_hidden(items, types)))
+    with pytest.raises(ValueError, match="repeat_bonus"):
+        model.history_bonus(items, types, model.last_hidden(items, types))
+
+
+def test_config_rejects_non_boolean_repeat_bonus():
+    with pytest.raises(ValueError, match="repeat_bonus"):
+        RankerConfig(repeat_bonus="yes")
+
+
+def test_from_state_dict_accepts_a_checkpoint_without_repeat_bonus():
+    old = tiny_model(repeat_bonus=False)
+    restored = SequentialRanker.from_state_dict(tiny_config(), old.state_dict()).eval()
+    items, types = pad_sequences([[3, 4, 3]], [[1, 2, 4]], 6)
+    assert torch.allclose(restored.score(items, types), old.score(items, types))
+
+
+def test_from_state_dict_rejects_foreign_keys():
+    state = dict(tiny_model().state_dict(), extra=torch.zeros(1))
+    with pytest.raises(ValueError, match="extra"):
+        SequentialRanker.from_state_dict(tiny_config(), state)

@@ -115,6 +115,8 @@ def test_restore_serves_saved_weights():
     restored = Recommender(SequenceStore(dict(rec.store.mapping), RANKER.max_seq_len), RANKER, TRAINER,
                            RecommenderConfig(top_k=5), rec.vocabulary)
     restored.restore(rec.trainer.model.state_dict(), rec.trainer.version)
+    # restore() takes the weights only: restore_recommender brings the counts back from the checkpoint.
+    restored.transitions = rec.transitions
     sequence = rec.store.get("u2")
     assert restored.scorer_version == rec.trainer.version
     assert [i.item_id for i in restored.rank([sequence])[0]] == [i.item_id for i in rec.rank([sequence])[0]]

@@ -189,3 +189,15 @@ def test_checkpoint_error_is_value_error():
 def test_save_rejects_invalid_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         save(tmp_path, **kwargs)
+
+
+def test_extra_state_comes_back_apart_from_weights(tmp_path):
+    model = SequentialRanker(RANKER_CONFIG)
+    save_checkpoint(tmp_path, version=1, model=model, ranker_config=RANKER_CONFIG.to_dict(),
+                    trainer_config=TRAINER_CONFIG.to_dict(), items=["", "a"], seed=9,
+                    extra_state={"counts": torch.tensor([1.0, 2.0])})
+
+    checkpoint = load_latest(tmp_path)
+
+    assert set(checkpoint.model_state) == set(model.state_dict())
+    assert checkpoint.extra_state["counts"].tolist() == [1.0, 2.0]
