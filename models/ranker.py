@@ -12,11 +12,12 @@ LayerNorm. Logits are tied to the item embeddings, times one learned scalar:
 ``logits = scale * hidden @ E.T``.
 
 Repeat consumption dominates e-commerce logs: most events revisit an item the
-user touched minutes before. With ``repeat_bonus`` on, :meth:`SequentialRanker.score`
-adds a learned bonus to every item already in the input sequence, a sum of
-scalars looked up by how recently the item occurred, the event type of its last
-occurrence and how often it occurred, plus a term linear in the hidden state
-that learns when this user is about to repeat. With ``transition_bonus`` on,
+user touched minutes before. So, with ``repeat_bonus`` on,
+:meth:`SequentialRanker.score` adds a learned bonus to every item already in
+the input sequence. The bonus is a sum of scalars looked up by how recently
+the item occurred, the event type of its last occurrence and how often it
+occurred, plus a term linear in the hidden state that learns when this user is
+about to repeat. With ``transition_bonus`` on,
 it also adds learned weights times count features of the items that followed
 the user's last few items in anyone's sequence (see :mod:`models.transitions`).
 Both bonuses start at zero, so an untrained model scores like one without them.

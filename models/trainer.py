@@ -7,8 +7,8 @@ prefix, the items that followed its recent items (see :mod:`models.transitions`)
 and negatives drawn uniformly from the known rows (sampled softmax). The
 first two are always candidates, so the ranker's repeat and transition
 bonuses learn how much such an item should win over the rest of the
-catalogue; a log-Q correction weights each uniform draw for the rows it
-stands for.
+catalogue. A log-Q correction weights each uniform draw for the rows it
+represents.
 
 Each step also replays older examples from a reservoir sample of the stream,
 which keeps the model from forgetting items that have gone quiet.
@@ -64,8 +64,8 @@ class TrainerConfig:
     replay_ratio: float = 0.5
     grad_clip_norm: float = 1.0
     # The ranker's repeat and transition bonuses and its logit scale are a few
-    # scalars, each of which Adam moves by about one learning rate per step;
-    # they train this many times faster so they settle within a few hundred steps.
+    # scalars, and Adam moves each by about one learning rate per step. So they
+    # train this many times faster, to settle within a few hundred steps.
     bonus_lr_multiplier: float = 10.0
     seed: int = 0
 
@@ -103,7 +103,7 @@ class Example:
 
     ``weight`` scales the example's loss, for example to count a purchase more
     than a view. ``followers`` are the transition counts of the prefix's
-    recent items as they stood when the example was made, before its own
+    recent items at the time the example was made, before its own
     target was counted, so the transition bonus never learns from a count
     that already includes the answer.
     """
@@ -308,8 +308,8 @@ class OnlineTrainer:
         in_always = (candidates.unsqueeze(2) == always.unsqueeze(1)).any(dim=2) & (candidates != 0)  # (B, C)
 
         logits = self.model.score(items, types, candidates, followers)  # (B, C)
-        # Log-Q correction (sampled softmax): a uniform draw stands for
-        # (n_items - 1) / S rows, while a row that is always a candidate stands for itself.
+        # Log-Q correction (sampled softmax): a uniform draw represents
+        # (n_items - 1) / S rows, while a row that is always a candidate represents itself.
         correction = math.log((n_items - 1) / n_sampled)
         logits = logits + torch.where(in_always, 0.0, correction)
         # Mask padding, a candidate equal to the target (it would push the
