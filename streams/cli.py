@@ -133,7 +133,7 @@ def _topics(settings: Settings, args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for topic, n in sorted(counts.items()):
-        print(f"{topic}\t{n} partitions")
+        print(f"{topic}\t{n} partition{'' if n == 1 else 's'}")
     return 0
 
 

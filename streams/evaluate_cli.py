@@ -66,7 +66,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="events between retrainings of streamrank-retrain "
                              f"(default: {DEFAULT_RETRAIN_FRACTION:g} of the scored part)")
     parser.add_argument("--learning-rate", type=float,
-                        help="learning rate of every ranker variant (default: TrainerConfig's)")
+                        help=f"learning rate of every ranker variant (default {TrainerConfig().learning_rate:g})")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="threads torch may use (default 1: two threads slowed the default ranker down on a 2-core machine)")
     parser.add_argument("--out", type=Path, help="folder for report.json and the plots "
@@ -95,7 +95,8 @@ def run_evaluate(settings: object, args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if not events:
-        print("error: the log has no events to evaluate", file=sys.stderr)
+        print(f"error: the log has no events to evaluate; check that --format {args.format} matches the file",
+              file=sys.stderr)
         return 1
 
     names = list(MODEL_NAMES) if args.compare else (args.model or [DEFAULT_MODEL])
@@ -224,6 +225,8 @@ def _check_flags(args: argparse.Namespace) -> str | None:
         return f"--limit must be at least 1, got {args.limit}"
     if args.format != "synthetic" and args.path is None:
         return f"--format {args.format} needs the log file: pass its PATH"
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} is a file: pass a folder for report.json and the plots"
     return None
 
 

@@ -12,7 +12,10 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaTimeoutError
 
 from streams.config import Settings
-from streams.topics import TopicError, topic_exists
+from streams.topics import TopicError, list_topics
+
+# A missing topic's error lists at most this many of the broker's topics.
+MAX_LISTED_TOPICS = 20
 
 __all__ = ["TailedMessage", "iter_messages", "tail"]
 
@@ -36,9 +39,12 @@ def iter_messages(
     text, or as None for an empty value. Raises :class:`TopicError` when no
     broker answers or ``topic`` does not exist.
     """
-    if not topic_exists(settings, topic):
-        raise TopicError(f"topic {topic!r} not found on {settings.bootstrap_servers}: "
-                         "list the topics with `streamrank topics`, or check the name")
+    names = list_topics(settings)
+    if topic not in names:
+        listed = ", ".join(names[:MAX_LISTED_TOPICS]) or "none"
+        more = f" and {len(names) - MAX_LISTED_TOPICS} more" if len(names) > MAX_LISTED_TOPICS else ""
+        raise TopicError(f"topic {topic!r} not found on {settings.bootstrap_servers}; "
+                         f"its topics are: {listed}{more}")
     try:
         consumer = KafkaConsumer(
             topic,

@@ -16,7 +16,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from streams.config import Settings
 
-__all__ = ["TopicError", "ensure_topics", "topic_exists", "topic_partitions", "admin_client"]
+__all__ = ["TopicError", "ensure_topics", "list_topics", "topic_exists", "topic_partitions", "admin_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +84,17 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
 
 def topic_exists(settings: Settings, topic: str) -> bool:
     """Return True when the broker lists ``topic``; raises :class:`TopicError` when no broker responds."""
+    return topic in list_topics(settings)
+
+
+def list_topics(settings: Settings) -> list[str]:
+    """Return the names of the broker's topics, sorted, Kafka's internal ones left out.
+
+    Raises :class:`TopicError` when no broker responds.
+    """
     admin = admin_client(settings)
     try:
-        return topic in admin.list_topics()
+        return sorted(name for name in admin.list_topics() if not name.startswith("__"))
     finally:
         admin.close()
 

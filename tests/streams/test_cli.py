@@ -33,3 +33,17 @@ def test_replay_rejects_all_malformed(tmp_path, capsys):
 def test_tail_rejects_negative_idle_timeout(capsys):
     assert main(["tail", "streamrank.events", "--idle-timeout-s", "-1"]) == 2
     assert "--idle-timeout-s must be a positive number of seconds, got -1.0" in capsys.readouterr().err
+
+
+def test_evaluate_rejects_out_file_before_loading(tmp_path, capsys):
+    out = tmp_path / "report"
+    out.write_text("")
+    assert main(["evaluate", "missing.csv", "--format", "taobao", "--out", str(out)]) == 2
+    assert f"--out {out} is a file" in capsys.readouterr().err
+
+
+def test_evaluate_empty_log_points_at_format(tmp_path, capsys):
+    log = tmp_path / "views.csv"
+    log.write_text("one column only\n")
+    assert main(["evaluate", str(log), "--format", "taobao"]) == 1
+    assert "check that --format taobao matches the file" in capsys.readouterr().err
