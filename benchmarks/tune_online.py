@@ -4,8 +4,8 @@ The comparison in ``evaluate_all.py`` scores the second half of each log. To
 keep that half out of every choice, this script cuts each log to its first
 half and runs the same prequential harness inside it: the first quarter of the
 log warms up, the second quarter is scored. Each variant changes a few
-fields of the ranker's or the trainer's config; the table it prints, one row
-per variant and log, is what the defaults were chosen from.
+fields of the ranker's, the trainer's or the serving config. The defaults were
+chosen from the table it prints, one row per variant and log.
 
     python -m benchmarks.tune_online --data-dir ../shared/data --logs taobao yoochoose --jobs 2
 

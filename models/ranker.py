@@ -16,8 +16,8 @@ user touched minutes before. So, with ``repeat_bonus`` on,
 :meth:`SequentialRanker.score` adds a learned bonus to every item already in
 the input sequence. The bonus is a sum of scalars looked up by how recently
 the item occurred, the event type of its last occurrence and how often it
-occurred, plus a term linear in the hidden state that learns when this user is
-about to repeat. With ``transition_bonus`` on,
+occurred. A term linear in the hidden state is added too, and it learns when
+this user is about to repeat. With ``transition_bonus`` on,
 it also adds learned weights times count features of the items that followed
 the user's last few items in anyone's sequence (see :mod:`models.transitions`).
 Both bonuses start at zero, so an untrained model scores like one without them.

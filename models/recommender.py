@@ -183,22 +183,29 @@ class Recommender:
 
         if len(before):
             prefix = tuple(self.vocabulary.add(item) for item in before.items)
+            counting = self.ranker_config.transition_bonus
             # Followers are read before this event is counted, as they were when it was scored.
-            followers = self.transitions.followers(prefix, self.config.followers_per_item)
+            followers = self.transitions.followers(prefix, self.config.followers_per_item) if counting else None
             self._queue(Example(
                 item_seq=prefix,
                 type_seq=tuple(EVENT_TYPE_IDS[t] for t in before.types),
                 target=target,
-                followers=followers if self.ranker_config.transition_bonus else None,
+                followers=followers,
             ))
-            recent: list[int] = []
-            for row in reversed(prefix):
-                if row not in recent:
-                    recent.append(row)
-                    self.transitions.update(row, target, 1.0 / len(recent))
-                    if len(recent) == self.config.transition_window:
-                        break
+            if counting:
+                self._count_transitions(prefix, target)
         return Observation(event, before, after, appended=True)
+
+    def _count_transitions(self, prefix: tuple[int, ...], target: int) -> None:
+        """Count ``target`` after the prefix's last ``transition_window`` distinct rows, the d-th most recent by 1 / d."""
+        recent: list[int] = []
+        for row in reversed(prefix):
+            if row in recent:
+                continue
+            recent.append(row)
+            self.transitions.update(row, target, 1.0 / len(recent))
+            if len(recent) == self.config.transition_window:
+                break
 
     def recommend(self, observations: list[Observation], now: float | None = None) -> list[Recommendation]:
         """Return each observed user's top K from the serving snapshot.

@@ -4,7 +4,7 @@ Session logs such as YOOCHOOSE and DIGINETICA are dominated by short-range
 item-to-item patterns that nearest-neighbour methods read straight from
 counts, while an embedding model has to learn them slowly. So the ranker
 takes the counts as an input. :class:`Transitions` counts, for every item row,
-the rows that came after it within a few events in any user's sequence; the
+the rows that came after it within a few events in any user's sequence. The
 recommender weighs a row d events later by 1 / d. :meth:`Transitions.followers`
 lists, for a user's last few distinct items, the followers with two features
 each. The ranker weighs those features with
@@ -58,7 +58,7 @@ EMPTY = Followers(torch.zeros(0, 2, dtype=torch.int32), torch.zeros(0, 2))
 
 
 class Transitions:
-    """Counts of (earlier row -> next row) pairs, pruned to the commonest followers per row.
+    """Counts of (earlier row -> later row) pairs, pruned to the commonest followers per row.
 
     ``update`` counts one pair. Each earlier row keeps at most
     ``max_followers`` followers. When it reaches twice that many, the rarest

@@ -117,6 +117,11 @@ class CandidateModel(BaseModel):
     def candidate_scores(self, user_id: str) -> Mapping[str, float]:
         """Return the scored candidates for ``user_id``; higher is more relevant."""
 
+    def score(self, user_id: str, items: Sequence[str]) -> list[float]:
+        """Return each item's candidate score for the user, 0.0 for items that are not candidates."""
+        scores = self.candidate_scores(user_id)
+        return [scores.get(item, 0.0) for item in items]
+
     def recommend(self, user_id: str, k: int, exclude: AbstractSet[str]) -> list[str]:
         return self.recommend_lists(user_id, k, [exclude])[0]
 

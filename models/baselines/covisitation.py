@@ -12,7 +12,7 @@ A request scores every item that followed one of the user's last
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from models.baselines.base import CandidateModel
@@ -70,11 +70,6 @@ class CoVisitation(CandidateModel):
             for follower, count in self.counts.get(item, {}).items():
                 scores[follower] = scores.get(follower, 0.0) + weight * count
         return scores
-
-    def score(self, user_id: str, items: Sequence[str]) -> list[float]:
-        """Return each item's co-visitation score for the user, 0.0 for items not reached."""
-        scores = self.candidate_scores(user_id)
-        return [scores.get(item, 0.0) for item in items]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from models.baselines.base import CandidateModel
@@ -85,11 +85,6 @@ class SessionKNN(CandidateModel):
             for item in self._sessions.get(neighbour_id, ()):
                 scores[item] = scores.get(item, 0.0) + similarity
         return scores
-
-    def score(self, user_id: str, items: Sequence[str]) -> list[float]:
-        """Return each item's neighbour score for the user, 0.0 for items no neighbour contains."""
-        scores = self.candidate_scores(user_id)
-        return [scores.get(item, 0.0) for item in items]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -359,7 +359,7 @@ def test_repeat_bonus_only_on_items_in_the_sequence():
     assert bonus[1].nonzero().flatten().tolist() == [5]
 
 
-def test_repeat_bonus_candidates_match_full_rows_and_ignore_padding():
+def test_repeat_bonus_candidates_match_dense():
     model = trained_bonus_model()
     seqs, types = [[3, 4, 3, 7], [5, 6]], [[1, 2, 4, 1], [1, 3]]
     short = pad_sequences(seqs, types, 4)
@@ -398,7 +398,7 @@ def test_config_rejects_non_boolean_repeat_bonus():
         RankerConfig(repeat_bonus="yes")
 
 
-def test_from_state_dict_accepts_a_checkpoint_without_repeat_bonus():
+def test_from_state_dict_loads_pre_bonus_checkpoint():
     old = tiny_model(repeat_bonus=False)
     restored = SequentialRanker.from_state_dict(tiny_config(), old.state_dict()).eval()
     items, types = pad_sequences([[3, 4, 3]], [[1, 2, 4]], 6)

@@ -322,7 +322,7 @@ def _hits_when_the_item_three_back_returns(repeat_bonus: bool, n_steps: int) -> 
 
 def test_repeat_bonus_learns_which_own_item_comes_back():
     # The sequences are random over 200 items, so embeddings cannot memorise
-    # the answer: the recency part of the bonus learns it in a few steps,
+    # the next item: the recency part of the bonus learns it in a few steps,
     # while attention alone is still far from it.
     with_bonus = _hits_when_the_item_three_back_returns(repeat_bonus=True, n_steps=25)
     without = _hits_when_the_item_three_back_returns(repeat_bonus=False, n_steps=25)

@@ -19,7 +19,8 @@ from streams.events import Event
 
 def test_transitions_doctests_pass():
     failures, attempted = doctest.testmod(models.transitions)
-    assert attempted > 0 and failures == 0
+    assert attempted > 0
+    assert failures == 0
 
 
 def test_followers_of_recent_distinct_items_by_lag():
@@ -48,7 +49,7 @@ def test_invalid_max_followers_is_named():
         Transitions(max_followers=0)
 
 
-def test_batch_followers_pads_and_drops_rows_the_model_lacks():
+def test_batch_followers_drops_unknown_rows():
     transitions = Transitions()
     transitions.update(1, 2)
     transitions.update(1, 9)
@@ -78,7 +79,7 @@ def test_follower_bonus_candidates_match_full_rows():
     assert float(dense[1, 6]) == 0.0
 
 
-def test_example_followers_are_read_before_the_event_is_counted():
+def test_example_followers_exclude_own_event():
     rec = _recommender(transition_bonus=True)
     rec.observe(Event("e0", "u1", "a", "view", 1.0))
     rec.observe(Event("e1", "u1", "b", "view", 2.0))
@@ -131,8 +132,8 @@ def _hits_on_a_fixed_successor_world(transition_bonus: bool) -> int:
 
 
 def test_transition_bonus_learns_a_successor_world_faster():
-    # 400 walks of 3 steps cover each of the 300 successor pairs about 4 times:
-    # counts know the answer long before 300 embeddings learn it.
+    # 400 walks of 3 steps cover each of the 300 successor pairs about 4 times,
+    # so the counts contain the next item long before 300 embeddings learn it.
     with_bonus = _hits_on_a_fixed_successor_world(transition_bonus=True)
     without = _hits_on_a_fixed_successor_world(transition_bonus=False)
     assert with_bonus >= 70
